@@ -1,0 +1,3 @@
+"""rcnnexp: config-driven experiments for recurrent-convolutional image classifiers."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,285 @@
+"""The ``rcnnexp`` command: ``train`` (a Hydra app), ``eval`` and ``info``.
+
+This is the only layer that talks to Hydra's runtime (run directories, sweeps, the
+command line); it hands a composed config and a :class:`RunContext` to the engine and turns
+:class:`rcnnexp.errors.UserError` into a one-line message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, open_dict, read_write
+
+from rcnnexp import __version__
+from rcnnexp.errors import UserError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger("rcnnexp")
+
+USAGE = f"""\
+usage: rcnnexp COMMAND [OVERRIDES ...]
+
+Config-driven experiments for recurrent-convolutional image classifiers (v{__version__}).
+
+commands:
+  train   train a model: rcnnexp train [group=option] [key=value] [-m for sweeps]
+          (`rcnnexp train --help` lists the config groups and every key)
+  eval    evaluate a checkpoint: rcnnexp eval checkpoint=PATH [split=test|val]
+          [output=FILE.json] [overrides]
+  info    describe a model without training: rcnnexp info [overrides]
+          (a layer table, then one JSON line with params and FLOPs)
+
+examples:
+  rcnnexp train                          # RCNN on the embedded digits, on CPU
+  rcnnexp train model.K=64 trainer.epochs=5
+  rcnnexp train -m model.K=32,64         # a sweep, one run directory per job
+  rcnnexp info model.K=160
+  rcnnexp eval checkpoint=outputs/DATE/TIME/checkpoints/best.pt
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        sys.exit(0 if args else 2)
+    if args[0] == "--version":
+        print(f"rcnnexp {__version__}")
+        return
+    command, rest = args[0], args[1:]
+    if command not in COMMANDS:
+        _fail(f"unknown command {command!r}; the commands are {', '.join(COMMANDS)} "
+              "(rcnnexp --help)")
+    if not CONF_DIR.is_dir():
+        _fail(f"the config directory {CONF_DIR} is missing: install rcnnexp from its "
+              "repository with `pip install -e .`")
+    from rcnnexp.config import register_configs
+
+    register_configs()
+    COMMANDS[command](rest)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+# -- train --------------------------------------------------------------------------------------
+def train_command(args: list[str]) -> None:
+    import hydra
+
+    sys.argv = ["rcnnexp train", *args]
+    app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
+        train_task)
+    app()
+
+
+def train_task(cfg: DictConfig) -> dict[str, Any]:
+    """One training job (Hydra calls this once per run, or per job of a sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from rcnnexp.engine.run import RunContext, train
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    ctx = RunContext(run_dir=run_dir, overrides=list(hc.overrides.task),
+                     choices={k: v for k, v in hc.runtime.choices.items()
+                              if not k.startswith("hydra") and v is not None})
+    log.info("run directory: %s", run_dir)
+    log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
+    try:
+        results = train(cfg, ctx)
+    except UserError as err:
+        log.error("error: %s", err)
+        if hc.mode == RunMode.MULTIRUN:
+            return {"failed": str(err)}
+        sys.exit(err.exit_code)
+    top1 = results["test_top1"]
+    log.info("done: test top-1 %s%% (best epoch %s), %.0f s; results in %s",
+             "n/a" if top1 is None else f"{top1:.2f}", results["best_epoch"], results["wall_s"],
+             run_dir / "results.json")
+    log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
+    return results
+
+
+def _task_config(config: DictConfig) -> DictConfig:
+    """The job's config without Hydra's own node, as the task function receives it."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+class RunGuard(Callback):
+    """Hydra callback: check a run before Hydra writes anything, and report failed sweep jobs.
+
+    Before a single run it validates the config and refuses a run directory that already
+    holds a run unless ``trainer.resume`` is set (then it keeps the earlier ``.hydra/``
+    beside the new one). After a sweep it lists the jobs that failed and exits non-zero.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: list[tuple[int, str, str]] = []
+        self.jobs = 0
+
+    def on_run_start(self, config: DictConfig, **_: Any) -> None:
+        from rcnnexp.config import validate
+
+        try:
+            validate(_task_config(config))
+        except UserError as err:
+            _fail(str(err), err.exit_code)
+        run_dir = Path(str(config.hydra.run.dir))
+        previous = run_dir / ".hydra"
+        if not previous.exists():
+            return
+        if config.trainer.resume is None:
+            _fail(f"run directory {run_dir} already holds a run; continue it with "
+                  "trainer.resume=auto, or choose another directory (hydra.run.dir=...)")
+        n = 1
+        while (run_dir / f".hydra.{n}").exists():
+            n += 1
+        shutil.move(str(previous), run_dir / f".hydra.{n}")
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **_: Any) -> None:
+        from hydra.core.utils import JobStatus
+
+        self.jobs += 1
+        overrides = " ".join(job_return.overrides or [])
+        if job_return.status == JobStatus.FAILED:
+            err = job_return._return_value
+            self.failed.append((config.hydra.job.num, overrides, f"{type(err).__name__}: {err}"))
+        elif isinstance(job_return.return_value, dict) and "failed" in job_return.return_value:
+            self.failed.append((config.hydra.job.num, overrides,
+                                job_return.return_value["failed"]))
+
+    def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
+        if not self.failed:
+            log.info("sweep done: %d jobs, all finished (%s)", self.jobs, config.hydra.sweep.dir)
+            return
+        lines = [f"  #{num} ({overrides}): {message}" for num, overrides, message in self.failed]
+        print(f"sweep done: {len(self.failed)} of {self.jobs} jobs failed:\n" + "\n".join(lines),
+              file=sys.stderr)
+        sys.exit(1)
+
+
+# -- eval and info: composed with Hydra's compose API, no run directory --------------------------
+def _split_args(args: list[str], keys: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Pull ``key=value`` command arguments (not config keys) out of the overrides."""
+    own: dict[str, str] = {}
+    rest: list[str] = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in keys:
+            own[key] = value
+        else:
+            rest.append(arg)
+    return own, rest
+
+
+def _override_key(override: str) -> str:
+    return override.partition("=")[0].lstrip("+~")
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """Compose ``conf/config.yaml`` with overrides, as `train` would, minus Hydra's runtime."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+            return hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        _fail(str(err).strip())
+        raise  # unreachable: _fail exits
+
+
+def eval_command(args: list[str]) -> None:
+    from rcnnexp.engine.checkpoint import load_checkpoint
+    from rcnnexp.engine.run import evaluate_checkpoint
+
+    _plain_logging()
+    own, overrides = _split_args(args, ("checkpoint", "split", "output"))
+    if "checkpoint" not in own:
+        _fail("eval needs checkpoint=PATH (e.g. outputs/DATE/TIME/checkpoints/best.pt)")
+    split = own.get("split", "test")
+    if split not in ("test", "val", "train"):
+        _fail(f"split={split}: choose test, val or train")
+    checkpoint = Path(own["checkpoint"])
+    try:
+        stored = load_checkpoint(checkpoint).get("overrides", [])
+        # the checkpoint's own overrides rebuild its model and data; the user's win
+        user_keys = {_override_key(o) for o in overrides}
+        kept = [o for o in stored if _override_key(o) not in user_keys
+                and not _override_key(o).startswith(("hydra.", "trainer.resume"))]
+        cfg = compose([*kept, *overrides])
+        with open_dict(cfg):
+            cfg.trainer.resume = None
+        result = evaluate_checkpoint(cfg, checkpoint, split)
+        output = Path(own["output"]) if "output" in own else _default_eval_path(checkpoint, split)
+        if output.exists():
+            _fail(f"output={output} already exists; choose another file")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps({**result, "overrides": [*kept, *overrides]}, indent=2)
+                          + "\n")
+    except UserError as err:
+        _fail(str(err), err.exit_code)
+    print(f"{result['arch']} on {split}: top-1 {result['top1']:.2f}%  top-5 "
+          f"{result['top5']:.2f}%  ({result['examples']} images) -> {output}")
+    print(json.dumps(result))
+
+
+def _default_eval_path(checkpoint: Path, split: str) -> Path:
+    """<run dir>/eval/<checkpoint>-<split>-<time>.json for a run's checkpoint."""
+    in_run = checkpoint.parent.name == "checkpoints"
+    base = checkpoint.parent.parent if in_run else checkpoint.parent
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = base / "eval" / f"{checkpoint.stem}-{split}-{stamp}.json"
+    n = 1
+    while path.exists():
+        path = path.with_name(f"{checkpoint.stem}-{split}-{stamp}-{n}.json")
+        n += 1
+    return path
+
+
+def info_command(args: list[str]) -> None:
+    from rcnnexp.engine.run import describe
+
+    _plain_logging()
+    cfg = compose(args)
+    try:
+        rows, summary = describe(cfg)
+    except UserError as err:
+        _fail(str(err), err.exit_code)
+    width = max([len(r[0]) for r in rows] + [5])
+    print(f"{'layer':<{width}}  {'type':<18} {'output':<18} {'params':>12}")
+    for name, kind, shape, params in rows:
+        print(f"{name:<{width}}  {kind:<18} {shape:<18} {params:>12,}")
+    print(f"{summary['arch']}: {summary['params']:,} parameters, {summary['flops']:,} FLOPs "
+          f"per {'x'.join(map(str, summary['input']))} image (forward)")
+    print(json.dumps(summary))
+
+
+def _plain_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+
+
+COMMANDS: dict[str, Callable[[list[str]], None]] = {
+    "train": train_command,
+    "eval": eval_command,
+    "info": info_command,
+}

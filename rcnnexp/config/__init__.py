@@ -1,0 +1,95 @@
+"""Config schemas (dataclasses in Hydra's ConfigStore) and the validation of a composed config.
+
+Every group option in ``conf/<group>/<option>.yaml`` starts from its schema with
+``defaults: [/schema/<group>@_here_: <name>]``, so an unknown key or a wrong type fails while
+Hydra composes, before any work. Value checks that types cannot express live in each
+schema's ``__post_init__`` and run in :func:`validate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rcnnexp.config.dataset import DatasetConfig, DigitsConfig
+from rcnnexp.config.finetune import FinetuneConfig
+from rcnnexp.config.model import RCNNConfig
+from rcnnexp.config.optim import AdamConfig, SGDConfig
+from rcnnexp.config.root import Config, PaperResult
+from rcnnexp.config.schedule import (
+    ConstantScheduleConfig,
+    CosineRestartsScheduleConfig,
+    PlateauScheduleConfig,
+    ScheduleConfig,
+    StepScheduleConfig,
+)
+from rcnnexp.config.trainer import TrainerConfig
+from rcnnexp.errors import ConfigError
+
+# group -> option name -> schema; the YAML option of the same name extends it
+SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {"rcnn": RCNNConfig},
+    "dataset": {"digits": DigitsConfig},
+    "optim": {"sgd": SGDConfig, "adam": AdamConfig},
+    "schedule": {
+        "constant": ConstantScheduleConfig,
+        "step": StepScheduleConfig,
+        "cosine_restarts": CosineRestartsScheduleConfig,
+        "plateau": PlateauScheduleConfig,
+    },
+}
+
+
+def register_configs() -> None:
+    """Put the root schema and every group's schemas into Hydra's ConfigStore."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, options in SCHEMAS.items():
+        for name, schema in options.items():
+            cs.store(group=f"schema/{group}", name=name, node=schema)
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Run every schema's value checks and the checks across groups; return typed objects.
+
+    Raises :class:`ConfigError` naming the offending key and what would be right.
+    """
+    try:
+        typed = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_omegaconf_message(err)) from None
+    assert isinstance(typed, Config)
+    schedule = typed.schedule
+    if isinstance(schedule, ScheduleConfig):
+        schedule.check_epochs(typed.trainer.epochs)
+    return typed
+
+
+def to_plain(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain Python (enums as strings): for results.json and checkpoints."""
+    plain = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def _omegaconf_message(err: OmegaConfBaseException) -> str:
+    """OmegaConf's first line plus the key it concerns, without its internals."""
+    first = str(err).splitlines()[0] if str(err) else type(err).__name__
+    key = getattr(err, "full_key", None)
+    return f"{key}: {first}" if key else first
+
+
+__all__ = [
+    "SCHEMAS",
+    "Config",
+    "DatasetConfig",
+    "FinetuneConfig",
+    "PaperResult",
+    "TrainerConfig",
+    "register_configs",
+    "to_plain",
+    "validate",
+]

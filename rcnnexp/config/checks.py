@@ -1,0 +1,37 @@
+"""Small helpers that schemas use in ``__post_init__`` to reject invalid values."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rcnnexp.errors import ConfigError
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise a :class:`ConfigError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(message)
+
+
+def positive(key: str, value: float) -> None:
+    require(value > 0, f"{key} must be positive, got {value}")
+
+
+def non_negative(key: str, value: float) -> None:
+    require(value >= 0, f"{key} must be zero or more, got {value}")
+
+
+def one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
+    choices = list(choices)
+    require(value in choices,
+            f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def increasing_epochs(key: str, epochs: Sequence[int]) -> None:
+    """Epoch lists (restarts, milestones) must be positive and strictly increasing."""
+    values = list(epochs)
+    require(all(e > 0 for e in values), f"{key} must hold positive epochs, got {values}")
+    require(all(a < b for a, b in itertools.pairwise(values)),
+            f"{key} must be strictly increasing, got {values}")

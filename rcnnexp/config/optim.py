@@ -1,0 +1,41 @@
+"""Schemas of the ``optim`` group: each option builds a ``torch.optim`` optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rcnnexp.config.checks import non_negative, positive, require
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    lr: float = 0.025
+    momentum: float = 0.9
+    nesterov: bool = False
+    dampening: float = 0.0
+    weight_decay: float = 5e-4
+
+    def __post_init__(self) -> None:
+        positive("optim.lr", self.lr)
+        non_negative("optim.momentum", self.momentum)
+        non_negative("optim.weight_decay", self.weight_decay)
+        if self.nesterov:
+            require(self.momentum > 0 and self.dampening == 0,
+                    "optim.nesterov=true needs optim.momentum > 0 and optim.dampening=0, got "
+                    f"momentum={self.momentum}, dampening={self.dampening}")
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        positive("optim.lr", self.lr)
+        non_negative("optim.weight_decay", self.weight_decay)
+        require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")

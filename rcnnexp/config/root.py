@@ -1,0 +1,34 @@
+"""The top-level schema: one field per config group, plus what describes the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from rcnnexp.config.finetune import FinetuneConfig
+from rcnnexp.config.trainer import TrainerConfig
+
+
+@dataclass
+class PaperResult:
+    """The number a paper reports for the row an experiment reproduces."""
+
+    paper: str = MISSING  # RCNN | C-RNN | RecNets
+    table: str = MISSING  # as the paper numbers it: "2", "2b", ...
+    row: str = MISSING  # the row's label in that table
+    metric: str = MISSING  # test_error | test_top1 | top5_error ... (percent)
+    value: float = MISSING
+
+
+@dataclass
+class Config:
+    name: str = "run"  # a label for the run: results.json and TensorBoard's HPARAMS tab
+    model: Any = MISSING
+    dataset: Any = MISSING
+    optim: Any = MISSING
+    schedule: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    paper: PaperResult | None = None  # set by experiment presets that reproduce a table row

@@ -1,0 +1,49 @@
+"""Schema of the ``trainer`` group: how long, on what, at which precision, how to resume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from rcnnexp.config.checks import non_negative, positive, require
+
+
+class Device(str, Enum):
+    auto = "auto"  # cuda when available, else cpu
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"  # autocast to bfloat16
+    fp16 = "fp16"  # autocast to float16, with a gradient scaler
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    eval_batch_size: int = 256
+    device: Device = Device.auto
+    precision: Precision = Precision.fp32
+    seed: int = 0
+    # deterministic algorithms (torch.use_deterministic_algorithms); a resumed run on CPU
+    # then ends exactly where an uninterrupted one does
+    deterministic: bool = True
+    eval_every: int = 1  # epochs between evaluations of val and test (and the last epoch)
+    log_every: int = 10  # iterations between step-level TensorBoard scalars
+    workers: int = 4  # DataLoader worker processes, for datasets that read files
+    progress: bool = True  # tqdm bars on a terminal; plain lines otherwise
+    # null: a fresh run; "auto": continue from checkpoints/last.pt in this run directory
+    # when it exists; a path: continue from that checkpoint
+    resume: str | None = None
+
+    def __post_init__(self) -> None:
+        positive("trainer.epochs", self.epochs)
+        positive("trainer.batch_size", self.batch_size)
+        positive("trainer.eval_batch_size", self.eval_batch_size)
+        positive("trainer.eval_every", self.eval_every)
+        positive("trainer.log_every", self.log_every)
+        non_negative("trainer.workers", self.workers)
+        require(self.resume != "", "trainer.resume must be null, 'auto' or a checkpoint path")

@@ -1,0 +1,58 @@
+"""The embedded default: scikit-learn's bundled 8x8 handwritten digits (offline, 1,797 images).
+
+Pixel values 0..16 are scaled to uint8 0..255. The train/val/test split is stratified by
+class and fixed by ``split_seed``, so every run on every machine sees the same images.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rcnnexp.data.base import DataSpec
+from rcnnexp.data.tensor import TensorDataModule
+
+
+class Digits(TensorDataModule):
+    def __init__(self, root: str = "data", download: bool = True, normalize: str = "channel",
+                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0
+                 ) -> None:
+        super().__init__(root, download, normalize)
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+        self.split_seed = split_seed
+
+    @property
+    def spec(self) -> DataSpec:
+        return DataSpec(in_channels=1, num_classes=10, image_size=(8, 8))
+
+    def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+        bunch = load_digits()
+        images = torch.from_numpy(bunch.images).mul(255 / 16).round().clamp(0, 255)
+        images = images.to(torch.uint8).unsqueeze(1)  # [1797, 1, 8, 8]
+        labels = torch.from_numpy(bunch.target).long()
+        parts = stratified_split(labels, (self.test_fraction, self.val_fraction), self.split_seed)
+        test, val, train = parts
+        out = {"train": (images[train], labels[train]), "test": (images[test], labels[test])}
+        if len(val):
+            out["val"] = (images[val], labels[val])
+        return out
+
+
+def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: int
+                     ) -> list[torch.Tensor]:
+    """Indices of len(fractions)+1 disjoint parts, each class divided in the given fractions
+    (the last part takes the rest); sorted, and fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in range(len(fractions) + 1)]
+    for cls in labels.unique(sorted=True):
+        idx = (labels == cls).nonzero().flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        start = 0
+        for i, frac in enumerate(fractions):
+            n = round(frac * len(idx))
+            parts[i].append(idx[start:start + n])
+            start += n
+        parts[-1].append(idx[start:])
+    return [torch.cat(p).sort().values for p in parts]

@@ -1,0 +1,202 @@
+"""The training loop: epochs of steps, evaluation, checkpoints, and everything they log.
+
+:class:`Trainer` is given built objects (model, data, optimizer, schedule) and never looks
+at which family or dataset they are. Its whole state, RNGs included, goes into each
+checkpoint, and an epoch is a function of that state and the epoch's own generator, so a
+run resumed from ``last.pt`` ends exactly where an uninterrupted one does (on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rcnnexp.config.trainer import TrainerConfig
+from rcnnexp.data.base import DataModule
+from rcnnexp.engine.checkpoint import copy_checkpoint, load_model_state, save_checkpoint
+from rcnnexp.engine.evaluate import evaluate, topk_correct
+from rcnnexp.engine.logger import RunLogger
+from rcnnexp.engine.progress import Progress
+from rcnnexp.engine.runtime import Runtime, epoch_generator, rng_state, set_rng_state
+from rcnnexp.engine.schedules import Schedule
+
+
+@dataclass
+class TrainState:
+    """Counters that, with the module states, define where a run is."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # completed optimizer steps
+    best_val_top1: float | None = None
+    best_epoch: int | None = None
+    elapsed_s: float = 0.0  # wall time spent in earlier processes of this run
+    history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+
+
+class Trainer:
+    def __init__(self, model: torch.nn.Module, data: DataModule,
+                 optimizer: torch.optim.Optimizer, schedule: Schedule, runtime: Runtime,
+                 config: TrainerConfig, logger: RunLogger, progress: Progress,
+                 checkpoint_dir: Path, checkpoint_meta: dict[str, Any]) -> None:
+        self.model = model
+        self.data = data
+        self.optimizer = optimizer
+        self.schedule = schedule
+        self.runtime = runtime
+        self.cfg = config
+        self.logger = logger
+        self.progress = progress
+        self.checkpoint_dir = checkpoint_dir
+        self.checkpoint_meta = checkpoint_meta  # config and overrides, stored in checkpoints
+        self.scaler = runtime.grad_scaler()
+        self.state = TrainState()
+        self.stopped_early = False
+        self._started = time.perf_counter()
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            **self.checkpoint_meta,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "state": {**asdict(self.state), "elapsed_s": self.elapsed_s},
+            "rng": rng_state(),
+        }
+
+    def restore(self, ckpt: dict[str, Any], source: str) -> None:
+        """Continue from ``ckpt``: modules, counters and every RNG as they were saved."""
+        load_model_state(self.model, ckpt["model"], source)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.state = TrainState(**ckpt["state"])
+        set_rng_state(ckpt["rng"])
+
+    def save(self, is_best: bool) -> None:
+        if not self.runtime.is_main:
+            return
+        last = self.checkpoint_dir / "last.pt"
+        save_checkpoint(last, self.checkpoint())
+        if is_best:
+            copy_checkpoint(last, self.checkpoint_dir / "best.pt")
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.state.elapsed_s + time.perf_counter() - self._started
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self) -> None:
+        for epoch in range(self.state.epoch, self.cfg.epochs):
+            row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
+                row.update(self.evaluate_splits(epoch + 1))
+                self.schedule.on_eval(row)
+            is_best = self._update_best(row)
+            self.state.epoch = epoch + 1
+            self.state.history.append(row)
+            self.logger.metrics_csv(self.state.history)
+            self.save(is_best)
+            self.logger.flush()
+            self.progress.epoch_done(self._epoch_line(row))
+            if self.schedule.should_stop:
+                self.stopped_early = True
+                self.progress.info(f"schedule exhausted after epoch {epoch + 1}: stopping")
+                break
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        model, runtime, cfg = self.model, self.runtime, self.cfg
+        model.train()
+        total = self.data.num_train_batches(cfg.batch_size, runtime.world_size)
+        generator = epoch_generator(cfg.seed, epoch, runtime.device)
+        batches = self.data.train_batches(cfg.batch_size, generator, runtime.rank,
+                                          runtime.world_size)
+        sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # loss, correct, n
+        window = torch.zeros_like(sums)  # the same since the last step-level log
+        start = time.perf_counter()
+        window_start, window_images = start, 0
+        lr = self.optimizer.param_groups[0]["lr"]
+        for x, y in self.progress.batches(batches, total, epoch):
+            lr = self.schedule.step()
+            with runtime.autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.state.step += 1
+            with torch.no_grad():
+                window[0] += loss.detach() * len(y)
+                window[1] += topk_correct(logits.detach(), y, 1)
+                window[2] += len(y)
+            self.logger.scalar("train/lr", lr, self.state.step)
+            window_images += len(y)
+            if self.state.step % cfg.log_every == 0:
+                loss_w, correct_w, n_w = window.tolist()
+                now = time.perf_counter()
+                ips = window_images * runtime.world_size / max(now - window_start, 1e-9)
+                self.logger.scalars({"loss_step": loss_w / n_w,
+                                     "top1_step": 100 * correct_w / n_w, "images_per_s": ips},
+                                    self.state.step, prefix="train/")
+                self.progress.postfix(loss=loss_w / n_w, acc=100 * correct_w / n_w, img_s=ips)
+                sums += window
+                window.zero_()
+                window_start, window_images = now, 0
+        sums += window
+        loss_sum, correct, n = sums.tolist()
+        seconds = time.perf_counter() - start
+        if not math.isfinite(loss_sum):
+            self.progress.info(f"warning: the training loss is {loss_sum} in epoch {epoch + 1}")
+        n = max(n, 1.0)
+        metrics = {"lr": lr, "train_loss": loss_sum / n, "train_top1": 100 * correct / n,
+                   "epoch_time_s": seconds,
+                   "images_per_s": n * runtime.world_size / max(seconds, 1e-9)}
+        step = self.state.step
+        self.logger.scalars({"loss": metrics["train_loss"], "top1": metrics["train_top1"]},
+                            step, prefix="train/")
+        self.logger.scalars({"epoch_time_s": seconds, "images_per_s": metrics["images_per_s"]},
+                            step, prefix="time/")
+        return metrics
+
+    def evaluate_splits(self, epoch: int) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for split in ("val", "test"):
+            if split not in self.data.splits:
+                continue
+            metrics = evaluate(self.model, self.data, split, self.cfg.eval_batch_size,
+                               self.runtime)
+            self.logger.scalars(metrics, self.state.step, prefix=f"{split}/")
+            out.update({f"{split}_{k}": v for k, v in metrics.items()})
+        return out
+
+    def _update_best(self, row: dict[str, Any]) -> bool:
+        """Best by validation top-1; with no validation split, the latest evaluation."""
+        if "val_top1" in row:
+            if self.state.best_val_top1 is None or row["val_top1"] > self.state.best_val_top1:
+                self.state.best_val_top1 = row["val_top1"]
+                self.state.best_epoch = row["epoch"]
+                return True
+            return False
+        if "test_top1" in row:
+            self.state.best_epoch = row["epoch"]
+            return True
+        return False
+
+    @staticmethod
+    def _epoch_line(row: dict[str, Any]) -> str:
+        parts = [f"epoch {row['epoch']:>3}", f"lr {row['lr']:.3g}",
+                 f"loss {row['train_loss']:.4f}", f"train {row['train_top1']:.2f}%"]
+        for split in ("val", "test"):
+            if f"{split}_top1" in row:
+                parts.append(f"{split} {row[f'{split}_top1']:.2f}%")
+        parts.append(f"{row['images_per_s']:.0f} img/s")
+        parts.append(f"{row['epoch_time_s']:.1f}s")
+        return " | ".join(parts)

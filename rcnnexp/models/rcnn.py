@@ -1,0 +1,83 @@
+"""RCNN-K (Liang & Hu, CVPR 2015), laid out as the paper's architecture:
+
+    conv1 5x5, K maps (+ ReLU, optional LRN)
+    max-pool 3x3/2
+    RCL(K, T) -> dropout
+    RCL(K, T)
+    max-pool 3x3/2 -> dropout
+    RCL(K, T) -> dropout
+    RCL(K, T)
+    global max pool -> softmax (linear K -> classes)
+
+Dropout follows every RCL but the last; where an RCL is followed by pooling it comes after
+the pool. Not stated by the paper, chosen here: pooling pads by 1 (so 32 -> 16 -> 8), and
+conv1 is followed by a ReLU, and the weights start from He initialisation (fan-in, ReLU
+gain), an RCL's two convolutions each scaled by 1/sqrt(2) so that their sum has the variance
+of one He layer (PyTorch's default init left a digits run at chance for some seeds).
+Table 1's baselines come from ``variant``: rCNN (recursive
+RCLs) and WCNN (each RCL a plain 3x3 convolution).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rcnnexp.models.base import ImageClassifier
+from rcnnexp.models.layers.rcl import RCL, rcnn_lrn
+
+VARIANTS = ("rcnn", "rcnn_recursive", "wcnn")
+
+
+class RCNN(ImageClassifier):
+    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
+                 K: int = 96, T: int = 3, dropout: float = 0.5, lrn: bool = True,
+                 conv1_lrn: bool = False, variant: str = "rcnn") -> None:
+        super().__init__()
+        variant = str(getattr(variant, "value", variant))
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        self.K, self.T, self.variant = K, T, variant
+        steps = 0 if variant == "wcnn" else T
+        recursive = variant == "rcnn_recursive"
+
+        def rcl() -> RCL:
+            return RCL(K, steps, lrn=lrn, recursive=recursive)
+
+        self.features = nn.Sequential()
+        self.features.add_module("conv1", nn.Conv2d(in_channels, K, 5, padding=2))
+        self.features.add_module("relu1", nn.ReLU(inplace=True))
+        if conv1_lrn:
+            self.features.add_module("norm1", rcnn_lrn(K))
+        self.features.add_module("pool1", nn.MaxPool2d(3, stride=2, padding=1))
+        self.features.add_module("rcl1", rcl())
+        self.features.add_module("drop1", nn.Dropout(dropout))
+        self.features.add_module("rcl2", rcl())
+        self.features.add_module("pool2", nn.MaxPool2d(3, stride=2, padding=1))
+        self.features.add_module("drop2", nn.Dropout(dropout))
+        self.features.add_module("rcl3", rcl())
+        self.features.add_module("drop3", nn.Dropout(dropout))
+        self.features.add_module("rcl4", rcl())
+        self.classifier = nn.Linear(K, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for module in self.features.modules():
+            if isinstance(module, RCL):
+                module.reset_parameters()
+        conv1 = self.features.conv1
+        nn.init.kaiming_normal_(conv1.weight, nonlinearity="relu")
+        nn.init.zeros_(conv1.bias)
+
+    @property
+    def arch(self) -> str:
+        name = {"rcnn": "RCNN", "rcnn_recursive": "rCNN", "wcnn": "WCNN"}[self.variant]
+        return f"{name}-{self.K}" + ("" if self.variant == "wcnn" else f" (T={self.T})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = torch.amax(x, dim=(2, 3))  # global max pooling over the map
+        return self.classifier(x)
+
+
+__all__ = ["RCNN"]
