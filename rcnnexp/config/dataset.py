@@ -31,6 +31,8 @@ class DigitsConfig(DatasetConfig):
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0  # the split is fixed by this seed, not by trainer.seed
+    image_size: int = 8  # resize (bilinear) for models that need larger inputs
+
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -38,3 +40,4 @@ class DigitsConfig(DatasetConfig):
                 and self.val_fraction + self.test_fraction < 1,
                 "dataset.val_fraction and dataset.test_fraction must be fractions that leave "
                 f"images to train on, got {self.val_fraction} and {self.test_fraction}")
+        require(self.image_size > 0, f"dataset.image_size must be positive, got {self.image_size}")

@@ -38,8 +38,11 @@ class DataModule(ABC):
         """Channels, classes and model input size, known before :meth:`setup`."""
 
     @abstractmethod
-    def setup(self, device: torch.device) -> None:
-        """Load the data (raising :class:`rcnnexp.errors.DataError` when it is missing)."""
+    def setup(self, device: torch.device, workers: int = 0) -> None:
+        """Load the data (raising :class:`rcnnexp.errors.DataError` when it is missing).
+
+        ``device`` is where training runs; ``workers`` is ``trainer.workers``, the loader
+        processes a file-based dataset may use."""
 
     @abstractmethod
     def num_examples(self, split: str) -> int: ...

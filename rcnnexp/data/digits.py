@@ -2,6 +2,8 @@
 
 Pixel values 0..16 are scaled to uint8 0..255. The train/val/test split is stratified by
 class and fixed by ``split_seed``, so every run on every machine sees the same images.
+``image_size`` resizes them (bilinear, once, at load time) for models that need larger
+inputs than 8x8, such as AlexNet or C-RNN in quick end-to-end checks.
 """
 
 from __future__ import annotations
@@ -14,23 +16,30 @@ from rcnnexp.data.tensor import TensorDataModule
 
 class Digits(TensorDataModule):
     def __init__(self, root: str = "data", download: bool = True, normalize: str = "channel",
-                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0
-                 ) -> None:
+                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
+                 image_size: int = 8) -> None:
         super().__init__(root, download, normalize)
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
+        self.image_size = image_size
 
     @property
     def spec(self) -> DataSpec:
-        return DataSpec(in_channels=1, num_classes=10, image_size=(8, 8))
+        return DataSpec(in_channels=1, num_classes=10,
+                        image_size=(self.image_size, self.image_size))
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
         bunch = load_digits()
         images = torch.from_numpy(bunch.images).mul(255 / 16).round().clamp(0, 255)
-        images = images.to(torch.uint8).unsqueeze(1)  # [1797, 1, 8, 8]
+        images = images.unsqueeze(1)  # [1797, 1, 8, 8]
+        if self.image_size != 8:
+            images = torch.nn.functional.interpolate(
+                images, size=(self.image_size, self.image_size), mode="bilinear",
+                align_corners=False).round().clamp(0, 255)
+        images = images.to(torch.uint8)
         labels = torch.from_numpy(bunch.target).long()
         parts = stratified_split(labels, (self.test_fraction, self.val_fraction), self.split_seed)
         test, val, train = parts

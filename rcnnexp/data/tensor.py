@@ -29,7 +29,7 @@ class TensorDataModule(DataModule):
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each split as (uint8 images [N, C, H, W], int64 labels [N]) on the CPU."""
 
-    def setup(self, device: torch.device) -> None:
+    def setup(self, device: torch.device, workers: int = 0) -> None:
         for split, (images, labels) in self.load_splits().items():
             if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
                 raise DataError(f"{type(self).__name__}: split {split!r} is not N uint8 images "

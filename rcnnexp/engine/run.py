@@ -75,7 +75,7 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     if typed.finetune.checkpoint:
         apply_finetune(model, typed.finetune.checkpoint, typed.finetune.trainable)
     flops = count_flops(model, data.spec)
-    data.setup(runtime.device)
+    data.setup(runtime.device, tc.workers)
     check_monitor(cfg, data)
     iters = data.num_train_batches(tc.batch_size, runtime.world_size)
     if iters == 0:
@@ -271,7 +271,7 @@ def evaluate_checkpoint(cfg: DictConfig, checkpoint: Path, split: str) -> dict[s
     data = build_data(cfg.dataset)
     model = build_model(cfg.model, data.spec).to(runtime.device)
     load_model_state(model, ckpt["model"], str(checkpoint))
-    data.setup(runtime.device)
+    data.setup(runtime.device, typed.trainer.workers)
     if split not in data.splits:
         raise ConfigError(f"split={split}: this dataset has only {', '.join(data.splits)}")
     start = time.perf_counter()

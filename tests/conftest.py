@@ -1,0 +1,66 @@
+"""Shared test helpers: compose configs as the CLI does, and run the installed CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from rcnnexp.cli import CONF_DIR
+from rcnnexp.config import register_configs
+
+REPO = Path(__file__).resolve().parent.parent
+RCNNEXP = Path(sys.executable).parent / "rcnnexp"  # the installed console script
+
+register_configs()
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/config.yaml`` composed with ``overrides``, exactly as ``rcnnexp info`` does."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``rcnnexp ARGS`` in a subprocess, capturing its output (never raises on failure)."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([str(RCNNEXP), *args], cwd=cwd or REPO, env=full_env, text=True,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A user error: non-zero exit, no traceback, and a message containing ``needles``."""
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "Traceback" not in out, out
+    for needle in needles:
+        assert needle in out, f"{needle!r} not in:\n{out}"
+
+
+# quick settings for end-to-end runs on the digits: RCNN-8, one epoch of a few batches
+QUICK = ("model.K=8", "model.T=1", "trainer.epochs=1", "trainer.batch_size=128",
+         "trainer.progress=false")
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """GPU tests skip themselves where CUDA is absent."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
