@@ -89,6 +89,7 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from rcnnexp.engine.progress import log_to_files
     from rcnnexp.engine.run import RunContext, train
 
     hc = HydraConfig.get()
@@ -101,7 +102,8 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
     try:
         results = train(cfg, ctx)
     except UserError as err:
-        log.error("error: %s", err)
+        print(f"error: {err}", file=sys.stderr)
+        log_to_files(log, f"error: {err}", logging.ERROR)
         if hc.mode == RunMode.MULTIRUN:
             return {"failed": str(err)}
         sys.exit(err.exit_code)

@@ -28,12 +28,18 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of CLI subprocesses: one intra-op thread, because the tests' models
+    are tiny and two spinning threads per process stall badly when processes share cores."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(extra or {})}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``rcnnexp ARGS`` in a subprocess, capturing its output (never raises on failure)."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([str(RCNNEXP), *args], cwd=cwd or REPO, env=full_env, text=True,
+    return subprocess.run([str(RCNNEXP), *args], cwd=cwd or REPO, env=cli_env(env), text=True,
                           capture_output=True, timeout=timeout, check=False)
 
 

@@ -59,7 +59,7 @@ class Progress:
             self.log.info(line)
             return
         tqdm.write(line, file=sys.stderr)
-        _file_only(self.log, line)
+        log_to_files(self.log, line)
 
     def close(self) -> None:
         if self.batch_bar is not None:
@@ -68,9 +68,9 @@ class Progress:
             self.epoch_bar.close()
 
 
-def _file_only(log: logging.Logger, line: str) -> None:
+def log_to_files(log: logging.Logger, line: str, level: int = logging.INFO) -> None:
     """Log to the run's file handlers only (the terminal already shows the line)."""
-    record = log.makeRecord(log.name, logging.INFO, __file__, 0, line, None, None)
+    record = log.makeRecord(log.name, level, __file__, 0, line, None, None)
     for logger in (log, logging.getLogger()):
         for handler in logger.handlers:
             if isinstance(handler, logging.FileHandler):

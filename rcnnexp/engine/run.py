@@ -90,7 +90,8 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     if resume_from is not None:
         ckpt = load_checkpoint(resume_from)
         check_same_run(ckpt, plain, resume_from)
-    purge_step = ckpt["state"]["step"] if ckpt else None
+    # everything logged after the checkpoint (steps > its step) is dropped by TensorBoard
+    purge_step = ckpt["state"]["step"] + 1 if ckpt else None
     logger = RunLogger(run_dir, enabled=runtime.is_main, purge_step=purge_step)
     progress = Progress(log, enabled=runtime.is_main, epochs=tc.epochs,
                         start_epoch=ckpt["state"]["epoch"] if ckpt else 0,

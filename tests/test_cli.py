@@ -1,0 +1,281 @@
+"""End to end through the installed ``rcnnexp`` console script, in subprocesses."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import QUICK, RCNNEXP, REPO, assert_clean_error, cli_env, run_cli
+
+RESULT_KEYS = {"model", "dataset", "params", "epochs", "best_epoch", "test_top1", "test_top5",
+               "best_val_top1", "wall_s", "images_per_s"}
+TIME_COLUMNS = {"epoch_time_s", "images_per_s"}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    run_dir = tmp_path_factory.mktemp("quick") / "run"
+    proc = run_cli("train", *QUICK, "trainer.epochs=2", f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return run_dir, proc
+
+
+def test_help_lists_the_commands() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0
+    for command in ("train", "eval", "info"):
+        assert f"  {command} " in proc.stdout
+
+
+def test_unknown_command_is_refused() -> None:
+    assert_clean_error(run_cli("fit"), "unknown command 'fit'", "train, eval, info")
+
+
+def test_cfg_job_prints_the_composed_config() -> None:
+    proc = run_cli("train", "--cfg", "job", "model.K=48")
+    assert proc.returncode == 0
+    assert "K: 48" in proc.stdout and "_target_: rcnnexp.models.rcnn.RCNN" in proc.stdout
+
+
+def test_quick_run_writes_a_complete_run_directory(quick_run) -> None:
+    run_dir, proc = quick_run
+    assert f"run directory: {run_dir}" in proc.stdout
+    assert f"tensorboard --logdir {run_dir}" in proc.stdout
+    assert "epoch   2 |" in proc.stdout  # plain lines when not on a terminal
+    results = json.loads((run_dir / "results.json").read_text())
+    assert RESULT_KEYS <= results.keys()
+    assert results["model"] == "rcnn" and results["dataset"] == "digits"
+    assert results["params"] == 4_938 and results["epochs"] == 2
+    assert 0 <= results["test_top1"] <= results["test_top5"] <= 100
+    rows = read_csv(run_dir / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert next(iter(rows[0])) == "epoch"
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "train.log").is_file()
+    for name in ("last.pt", "best.pt"):
+        state = torch.load(run_dir / "checkpoints" / name, weights_only=True)
+        assert state["state"]["epoch"] == (2 if name == "last.pt" else results["best_epoch"])
+
+
+def test_tensorboard_has_curves_and_hparams(quick_run) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir, _ = quick_run
+    tags = scalars(run_dir)
+    steps = 2 * (1259 // 128)
+    assert [s for s, _ in tags["train/lr"]] == list(range(1, steps + 1))  # every step
+    for tag in ("train/loss", "train/top1", "val/top1", "val/top5", "test/top1", "test/top5",
+                "time/images_per_s", "time/epoch_time_s", "hparams/test_top1"):
+        assert tag in tags, tag
+    acc = EventAccumulator(str(run_dir / "tb"))
+    acc.Reload()
+    content = acc.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.K"].number_value == 8
+    assert start.hparams["optim.lr"].number_value == pytest.approx(0.025)
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(
+        content["_hparams_/experiment"]).experiment
+    assert "hparams/test_top1" in {m.name.tag for m in experiment.metric_infos}
+
+
+def test_a_directory_with_a_run_is_never_overwritten(quick_run) -> None:
+    run_dir, _ = quick_run
+    before = {p: p.read_bytes() for p in (run_dir / "results.json",
+                                          run_dir / ".hydra" / "config.yaml")}
+    proc = run_cli("train", *QUICK, f"hydra.run.dir={run_dir}")
+    assert_clean_error(proc, "already holds a run", "trainer.resume=auto")
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_eval_reproduces_the_best_epochs_test_accuracy(quick_run, tmp_path: Path) -> None:
+    run_dir, _ = quick_run
+    out = tmp_path / "eval.json"
+    proc = run_cli("eval", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}",
+                   f"output={out}")
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(out.read_text())
+    results = json.loads((run_dir / "results.json").read_text())
+    assert metrics["top1"] == pytest.approx(results["test_top1"], abs=1e-9)
+    assert metrics["top5"] == pytest.approx(results["test_top5"], abs=1e-9)
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["split"] == "test"
+    # the default output goes beside the run, never over an earlier file
+    proc = run_cli("eval", f"checkpoint={run_dir / 'checkpoints' / 'last.pt'}", "split=val")
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((run_dir / "eval").glob("last-val-*.json"))) == 1
+
+
+def test_eval_refuses_a_checkpoint_of_another_model(quick_run) -> None:
+    run_dir, _ = quick_run
+    proc = run_cli("eval", f"checkpoint={run_dir / 'checkpoints' / 'best.pt'}", "model.K=12")
+    assert_clean_error(proc, "another model", "other shapes")
+
+
+@pytest.mark.parametrize("content", [None, b"garbage" * 100])
+def test_eval_missing_or_corrupt_checkpoint(tmp_path: Path, content: bytes | None) -> None:
+    path = tmp_path / "model.pt"
+    if content is not None:
+        path.write_bytes(content)
+    proc = run_cli("eval", f"checkpoint={path}")
+    assert_clean_error(proc, str(path), "does not exist" if content is None else "corrupt")
+
+
+def test_info_prints_a_table_and_a_json_summary() -> None:
+    proc = run_cli("info", "model.K=32", "model.T=3")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["params"] == 75_018  # RCNN-32 on 1-channel input: the paper's MNIST count
+    assert summary["flops"] > 0 and summary["input"] == [1, 8, 8]
+    assert "features.rcl1" in proc.stdout
+
+
+def test_sweep_runs_each_job_and_reports_the_failed_one(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    quick = [a for a in QUICK if not a.startswith("model.K=")]
+    proc = run_cli("train", "-m", "model.K=0,8", *quick, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "1 of 2 jobs failed" in proc.stderr and "model.K must be positive" in proc.stderr
+    assert not (sweep / "0" / "results.json").exists()
+    assert json.loads((sweep / "1" / "results.json").read_text())["epochs"] == 1
+    assert (sweep / "1" / ".hydra" / "overrides.yaml").is_file()
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (["model=resnet"], ["Could not find 'model/resnet'", "Available options in 'model'",
+                        "rcnn"]),
+    (["dataset=imagenette"], ["Could not find 'dataset/imagenette'", "digits"]),
+    (["model.depth=3"], ["Key 'depth' not in 'RCNNConfig'"]),
+    (["trainer.epochs=ten"], ["trainer.epochs", "could not be converted to Integer"]),
+    (["trainer.epochs=0"], ["trainer.epochs must be positive, got 0"]),
+    (["model.K=-4"], ["model.K must be positive, got -4"]),
+    (["trainer.batch_size=0"], ["trainer.batch_size must be positive, got 0"]),
+    (["trainer.batch_size=5000"], ["larger than the 1259 training images"]),
+    (["schedule=cosine_restarts", "schedule.restarts=[5,3]"],
+     ["schedule.restarts must be strictly increasing, got [5, 3]"]),
+    (["schedule=cosine_restarts", "trainer.epochs=50"],
+     ["schedule.restarts [20, 60, 120] must lie before the last epoch (trainer.epochs=50)"]),
+    (["trainer.device=cuda"] if not torch.cuda.is_available() else ["trainer.epochs=-1"],
+     ["trainer.device=cuda, but no CUDA device"] if not torch.cuda.is_available()
+     else ["trainer.epochs must be positive"]),
+])
+def test_bad_input_gets_a_clear_message(args: list[str], needles: list[str],
+                                        tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_cli("train", *args, "trainer.progress=false", f"hydra.run.dir={run_dir}")
+    assert_clean_error(proc, *needles)
+    assert not (run_dir / "checkpoints").exists()
+
+
+def _start(args: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(RCNNEXP), "train", *args], cwd=REPO, text=True,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+
+
+RESUME_ARGS = ("model.K=8", "model.T=1", "trainer.epochs=5", "trainer.batch_size=32",
+               "trainer.progress=false")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    proc = run_cli("train", *RESUME_ARGS, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return run_dir
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    rows_a, rows_b = read_csv(a / "metrics.csv"), read_csv(b / "metrics.csv")
+    strip = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_a]
+    assert strip == [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_b]
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    for key in ("test_top1", "test_top5", "best_val_top1", "best_epoch", "train_loss"):
+        assert ra[key] == rb[key], key
+    wa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)["model"]
+    wb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [s for s, _ in scalars(a)["train/lr"]] == [s for s, _ in scalars(b)["train/lr"]]
+
+
+def test_resume_after_kill_9_equals_an_uninterrupted_run(uninterrupted: Path,
+                                                         tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = _start([*RESUME_ARGS, f"hydra.run.dir={run_dir}"])
+    _wait_for(run_dir / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "results.json").exists(), "the run ended before it was killed"
+    resumed = run_cli("train", *RESUME_ARGS, f"hydra.run.dir={run_dir}",
+                      "trainer.resume=auto")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resumed from" in resumed.stdout
+    assert_same_run(uninterrupted, run_dir)
+    assert (run_dir / ".hydra.1" / "overrides.yaml").is_file()  # the first start is kept
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_ctrl_c_stop_cleanly_and_resume(uninterrupted: Path, tmp_path: Path,
+                                                    sig: signal.Signals, code: int) -> None:
+    run_dir = tmp_path / "run"
+    proc = _start([*RESUME_ARGS, f"hydra.run.dir={run_dir}"])
+    _wait_for(run_dir / "checkpoints" / "last.pt", proc)
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == code, out
+    assert "Traceback" not in out
+    assert "trainer.resume=auto" in out and f"hydra.run.dir={run_dir}" in out
+    resumed = run_cli("train", *RESUME_ARGS, f"hydra.run.dir={run_dir}", "trainer.resume=auto")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_same_run(uninterrupted, run_dir)
+
+
+def test_resume_from_a_path_and_refusals(uninterrupted: Path, tmp_path: Path) -> None:
+    last = uninterrupted / "checkpoints" / "last.pt"
+    # a checkpoint of another configuration: named differences, nothing written
+    proc = run_cli("train", *RESUME_ARGS, "model.K=12", f"trainer.resume={last}",
+                   f"hydra.run.dir={tmp_path / 'other'}")
+    assert_clean_error(proc, "another config", "model.K: 8 -> 12", "model.K=8")
+    assert not (tmp_path / "other" / "checkpoints").exists()
+    proc = run_cli("train", *RESUME_ARGS, f"trainer.resume={tmp_path / 'none.pt'}",
+                   f"hydra.run.dir={tmp_path / 'x'}")
+    assert_clean_error(proc, "no checkpoint there")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    proc = run_cli("train", *RESUME_ARGS, f"trainer.resume={bad}",
+                   f"hydra.run.dir={tmp_path / 'y'}")
+    assert_clean_error(proc, "corrupt")
+    # from a path, with more epochs: continues the run in a new directory
+    proc = run_cli("train", *RESUME_ARGS[:2], "trainer.epochs=6", *RESUME_ARGS[3:],
+                   f"trainer.resume={last}", f"hydra.run.dir={tmp_path / 'longer'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [r["epoch"] for r in read_csv(tmp_path / "longer" / "metrics.csv")] == [
+        "1", "2", "3", "4", "5", "6"]

@@ -1,0 +1,98 @@
+"""Config composition: every group option composes against its schema; bad values fail early."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from rcnnexp.cli import CONF_DIR
+from rcnnexp.config import SCHEMAS, validate
+from rcnnexp.config.root import Config
+from rcnnexp.errors import ConfigError
+from tests.conftest import compose_config
+
+GROUPS = ("model", "dataset", "optim", "schedule")
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(("group", "option"),
+                         [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes_against_its_schema(group: str, option: str) -> None:
+    cfg = compose_config([f"{group}={option}", "trainer.epochs=200"])
+    schema = OmegaConf.get_type(cfg[group])
+    assert schema in SCHEMAS[group].values(), f"{group}={option} has no registered schema"
+    typed = validate(cfg)
+    assert isinstance(typed, Config)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_without_plus(experiment: str) -> None:
+    cfg = compose_config([f"experiment={experiment}"])
+    validate(cfg)
+    assert cfg.name != "run", "an experiment names its runs"
+
+
+def test_model_dataset_pairs_exist_for_real_options() -> None:
+    for path in (CONF_DIR / "model_dataset").glob("*.yaml"):
+        model, _, dataset = path.stem.partition("_")
+        assert model in options("model") and dataset in options("dataset"), path.name
+
+
+def test_defaults_are_the_embedded_digits_run() -> None:
+    cfg = compose_config()
+    assert OmegaConf.get_type(cfg.dataset).__name__ == "DigitsConfig"
+    assert cfg.model.K == 32  # sized for digits by conf/model_dataset/rcnn_digits.yaml
+    assert compose_config(["model.K=64"]).model.K == 64  # the command line wins
+
+
+def test_unknown_key_fails_while_composing() -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(["model.KK=3"])
+    assert isinstance(err.value.__cause__, ConfigAttributeError)
+    assert "Key 'KK' not in 'RCNNConfig'" in str(err.value.__cause__)
+
+
+def test_wrong_type_fails_while_composing() -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(["trainer.epochs=many"])
+    assert isinstance(err.value.__cause__, ValidationError)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("trainer.epochs=0", "trainer.epochs must be positive"),
+    ("trainer.batch_size=0", "trainer.batch_size must be positive"),
+    ("model.K=0", "model.K must be positive"),
+    ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
+    ("optim.lr=-1", "optim.lr must be positive"),
+])
+def test_invalid_values_are_named(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        validate(compose_config([override]))
+
+
+def test_restarts_must_increase_and_end_before_the_last_epoch() -> None:
+    with pytest.raises(ConfigError, match="strictly increasing"):
+        validate(compose_config(["schedule=cosine_restarts", "schedule.restarts=[20,10]",
+                                 "trainer.epochs=200"]))
+    with pytest.raises(ConfigError, match="must lie before the last epoch"):
+        validate(compose_config(["schedule=cosine_restarts", "trainer.epochs=100"]))
+
+
+def test_nesterov_needs_momentum_and_no_dampening() -> None:
+    with pytest.raises(ConfigError, match="nesterov"):
+        validate(compose_config(["optim.nesterov=true", "optim.dampening=0.1"]))
+
+
+def test_every_yaml_file_belongs_to_a_group() -> None:
+    groups = {"model", "dataset", "optim", "schedule", "trainer", "experiment",
+              "model_dataset", "hydra"}
+    for path in Path(CONF_DIR).rglob("*.yaml"):
+        rel = path.relative_to(CONF_DIR)
+        assert rel.name == "config.yaml" or rel.parts[0] in groups, rel
