@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from rcnnexp.models.base import ImageClassifier
-from rcnnexp.models.layers.crc import MODES, SIGMAS, RecurrentModule, _choice
+from rcnnexp.models.layers.crc import MODES, SIGMAS, RecurrentModule, check_choice
 
 
 class RecNet(ImageClassifier):
@@ -52,8 +52,8 @@ class RecNet(ImageClassifier):
             raise ValueError(f"RecNet with {len(S)} stages needs inputs of at least "
                              f"{smallest}x{smallest} ({len(S) - 1} 2x2 max-pools), got {size}")
         self.e, self.S, self.d = e, S, d
-        self.sigma = _choice("sigma", sigma, SIGMAS)
-        self.mode = _choice("mode", mode, MODES)
+        self.sigma = check_choice("sigma", sigma, SIGMAS)
+        self.mode = check_choice("mode", mode, MODES)
         self.kernels = (wx_kernel, wh_kernel)
         widths = [s * k for s, k in zip(S, d, strict=True)]  # S_i * d_i: a stage's in/out
 

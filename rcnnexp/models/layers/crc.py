@@ -52,7 +52,7 @@ MODES = ("recurrent", "grouped")
 KERNELS = (1, 3)
 
 
-def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     """An option given as a string or a ``str`` Enum, checked against ``choices``."""
     value = str(getattr(value, "value", value))
     if value not in choices:
@@ -75,8 +75,8 @@ class CRC(nn.Module):
             if k not in KERNELS:
                 raise ValueError(f"{name} must be 1 or 3, got {k}")
         self.s_in, self.s_out, self.d = s_in, s_out, d
-        self.sigma = _choice("sigma", sigma, SIGMAS)
-        self.mode = _choice("mode", mode, MODES)
+        self.sigma = check_choice("sigma", sigma, SIGMAS)
+        self.mode = check_choice("mode", mode, MODES)
         self.weight_x = nn.Parameter(torch.empty(s_out, s_in, wx_kernel, wx_kernel))
         self.weight_h = nn.Parameter(torch.empty(s_out, s_out, wh_kernel, wh_kernel))
         self.bias = (nn.Parameter(torch.empty(s_out)) if self.sigma in ("relu", "linear")
@@ -195,9 +195,10 @@ class RecurrentModule(nn.Module):
     """
 
     def __init__(self, s_in: int, s_out: int, d: int, out_channels: int,
-                 merge_transition: bool = False, **crc: object) -> None:
+                 merge_transition: bool = False, sigma: str = "separate_bn",
+                 wx_kernel: int = 3, wh_kernel: int = 3, mode: str = "recurrent") -> None:
         super().__init__()
-        self.crc = CRC(s_in, s_out, d, **crc)  # type: ignore[arg-type]
+        self.crc = CRC(s_in, s_out, d, sigma, wx_kernel, wh_kernel, mode)
         self.tb = TransitionBlock(d * s_out, out_channels)
         self.merge_transition = merge_transition
         # merged, the pair runs as one layer: `rcnnexp info` shows it as one row
