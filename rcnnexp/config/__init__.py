@@ -16,7 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rcnnexp.config.dataset import DatasetConfig, DigitsConfig
 from rcnnexp.config.finetune import FinetuneConfig
-from rcnnexp.config.model import RCNNConfig
+from rcnnexp.config.model import AlexNetConfig, CRNNConfig, RCNNConfig, RecNetConfig
 from rcnnexp.config.optim import AdamConfig, SGDConfig
 from rcnnexp.config.root import Config, PaperResult
 from rcnnexp.config.schedule import (
@@ -31,7 +31,8 @@ from rcnnexp.errors import ConfigError
 
 # group -> option name -> schema; the YAML option of the same name extends it
 SCHEMAS: dict[str, dict[str, type]] = {
-    "model": {"rcnn": RCNNConfig},
+    "model": {"rcnn": RCNNConfig, "recnet": RecNetConfig, "alexnet": AlexNetConfig,
+              "crnn": CRNNConfig},
     "dataset": {"digits": DigitsConfig},
     "optim": {"sgd": SGDConfig, "adam": AdamConfig},
     "schedule": {

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from math import prod
+from typing import Any
+
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
 from rcnnexp.data.base import DataSpec
+
+
+def cudnn_rnn_flops(input_shape: Any, weight_shapes: Any, *args: Any, out_shape: Any = None,
+                    **kwargs: Any) -> int:
+    """FLOPs of ``aten._cudnn_rnn`` (any RNN/LSTM/GRU run by cuDNN), which FlopCounterMode
+    does not count: every weight matrix multiplies every step of every sequence, 2 FLOPs a
+    multiply-add (what the counter finds in the per-step matrix products of the CPU path).
+    Elementwise work (biases, gates, activations) is not counted, as on CPU."""
+    steps = prod(input_shape[:-1])  # (T, B) or (B, T); packed: (sum of batch sizes,)
+    return sum(2 * steps * prod(w) for w in weight_shapes if len(w) == 2)
+
+
+if hasattr(torch.ops.aten, "_cudnn_rnn") and torch.ops.aten._cudnn_rnn not in flop_registry:
+    register_flop_formula(torch.ops.aten._cudnn_rnn)(cudnn_rnn_flops)
 
 
 def count_flops(model: torch.nn.Module, spec: DataSpec) -> int:
