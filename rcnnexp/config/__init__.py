@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rcnnexp.config.dataset import DatasetConfig, DigitsConfig
+from rcnnexp.config.dataset import DATASET_SCHEMAS, DatasetConfig
 from rcnnexp.config.finetune import FinetuneConfig
 from rcnnexp.config.model import RCNNConfig
 from rcnnexp.config.optim import AdamConfig, SGDConfig
@@ -32,7 +32,7 @@ from rcnnexp.errors import ConfigError
 # group -> option name -> schema; the YAML option of the same name extends it
 SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"rcnn": RCNNConfig},
-    "dataset": {"digits": DigitsConfig},
+    "dataset": dict(DATASET_SCHEMAS),
     "optim": {"sgd": SGDConfig, "adam": AdamConfig},
     "schedule": {
         "constant": ConstantScheduleConfig,
