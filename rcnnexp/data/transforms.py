@@ -141,7 +141,8 @@ class BatchPipeline:
         if padding < 0:
             raise ConfigError(f"dataset.padding must be zero or more, got {padding}")
         if views == "grid9":
-            room = min(H - h, W - w) // 2
+            room = min(min(c, full - c) for c, full in (
+                (round((H - h) / 2.0), H - h), (round((W - w) / 2.0), W - w)))
             if view_stride <= 0 or view_stride > room:
                 raise ConfigError(
                     f"dataset.views=grid9 needs dataset.view_stride between 1 and {room} for "
@@ -178,13 +179,17 @@ class BatchPipeline:
         """(top, left) of the 4 corner crops and the centre crop in the stored image."""
         H, W = self.size
         h, w = self.out_size
-        return [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), ((H - h) // 2, (W - w) // 2)]
+        return [(0, 0), (0, W - w), (H - h, 0), (H - h, W - w), self.center()]
+
+    def center(self) -> tuple[int, int]:
+        """(top, left) of the centre crop, rounded as torchvision's ``center_crop``."""
+        H, W = self.size
+        h, w = self.out_size
+        return round((H - h) / 2.0), round((W - w) / 2.0)
 
     def view_offsets(self) -> list[tuple[int, int, bool]]:
         """(top, left, flipped) of each test-time view in the stored image."""
-        H, W = self.size
-        h, w = self.out_size
-        ct, cl = (H - h) // 2, (W - w) // 2
+        ct, cl = self.center()
         if self.views == "center":
             return [(ct, cl, False)]
         if self.views == "grid9":
