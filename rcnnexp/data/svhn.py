@@ -89,10 +89,12 @@ class SVHN(TensorDataModule):
             if not self.extra:
                 raise DataError("SVHN: dataset.val_split=rcnn draws validation images from "
                                 "extra: set dataset.extra=true, or dataset.val_split=none")
-            val_t, rest_t = per_class_split(loaded["train"][1], self.val_per_class_train,
-                                            self.split_seed)
-            val_e, rest_e = per_class_split(loaded["extra"][1], self.val_per_class_extra,
-                                            self.split_seed + 1)
+            val_t, rest_t = per_class_split(
+                loaded["train"][1], self.val_per_class_train, self.split_seed,
+                f"SVHN {self.folder / 'train_32x32.mat'}", "dataset.val_per_class_train")
+            val_e, rest_e = per_class_split(
+                loaded["extra"][1], self.val_per_class_extra, self.split_seed + 1,
+                f"SVHN {self.folder / 'extra_32x32.mat'}", "dataset.val_per_class_extra")
             (xt, yt), (xe, ye) = loaded["train"], loaded["extra"]
             out["val"] = (torch.cat([xt[val_t], xe[val_e]]), torch.cat([yt[val_t], ye[val_e]]))
             out["train"] = (torch.cat([xt[rest_t], xe[rest_e]]),

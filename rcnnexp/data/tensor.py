@@ -132,8 +132,8 @@ def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: i
     return [torch.cat(p).sort().values for p in parts]
 
 
-def per_class_split(labels: torch.Tensor, per_class: int, seed: int
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def per_class_split(labels: torch.Tensor, per_class: int, seed: int, what: str = "the data",
+                    key: str = "the number per class") -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rest): ``per_class`` random indices of every class, and all the others;
     both sorted, fixed by ``seed``. Raises ``DataError`` where a class has too few."""
     g = torch.Generator().manual_seed(seed)
@@ -141,8 +141,9 @@ def per_class_split(labels: torch.Tensor, per_class: int, seed: int
     for cls in labels.unique(sorted=True):
         idx = (labels == cls).nonzero().flatten()
         if len(idx) <= per_class:
-            raise DataError(f"class {int(cls)} has only {len(idx)} images, not more than the "
-                            f"{per_class} to hold out for validation")
+            raise DataError(f"{what}: class {int(cls)} has only {len(idx)} images, not more "
+                            f"than the {per_class} to hold out for validation ({key}); these "
+                            "are not the full files")
         chosen.append(idx[torch.randperm(len(idx), generator=g)[:per_class]])
     mask = torch.zeros(len(labels), dtype=torch.bool)
     picked = torch.cat(chosen)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from rcnnexp.errors import ConfigError
 
@@ -236,26 +237,20 @@ class BatchPipeline:
         p = self.padding
         if p == 0 and not self.flip and (h, w) == (H, W):  # nothing to move: no gather
             return self._normalize(images, self.mean if self.normalize == "pixel" else None)
-        rows = top[:, None] - p + torch.arange(h, device=images.device)  # [B, h]
-        cols = left[:, None] - p + torch.arange(w, device=images.device)  # [B, w]
-        cols = torch.where(flip[:, None], cols.flip(1), cols)
-        valid = None
         if p:
-            valid = (((rows >= 0) & (rows < H))[:, :, None]
-                     & ((cols >= 0) & (cols < W))[:, None, :])  # [B, h, w]
-            rows, cols = rows.clamp(0, H - 1), cols.clamp(0, W - 1)
-        index = (rows[:, :, None] * W + cols[:, None, :]).view(B, 1, h * w)
-        out = images.reshape(B, C, H * W).gather(2, index.expand(B, C, h * w)).view(B, C, h, w)
+            images = F.pad(images, (p, p, p, p))  # black borders
+        Hp, Wp = H + 2 * p, W + 2 * p
+        rows = top[:, None] + torch.arange(h, device=images.device)  # [B, h]
+        cols = left[:, None] + torch.arange(w, device=images.device)  # [B, w]
+        cols = torch.where(flip[:, None], cols.flip(1), cols)
+        index = (rows[:, :, None] * Wp + cols[:, None, :]).view(B, 1, h * w).expand(B, C, h * w)
+        out = images.reshape(B, C, Hp * Wp).gather(2, index).view(B, C, h, w)
         mean = None
         if self.normalize == "pixel":
             assert self.mean is not None
-            m = self.mean.reshape(1, C, H * W).expand(B, C, H * W)
-            mean = m.gather(2, index.expand(B, C, h * w)).view(B, C, h, w)
-        if valid is not None:
-            mask = ~valid[:, None]
-            out = out.masked_fill(mask, 0)
-            if mean is not None:
-                mean = mean.masked_fill(mask, 0)
+            m = F.pad(self.mean, (p, p, p, p)) if p else self.mean  # no mean in the border
+            mean = m.reshape(1, C, Hp * Wp).expand(B, C, Hp * Wp).gather(2, index)
+            mean = mean.view(B, C, h, w)
         return self._normalize(out, mean)
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
