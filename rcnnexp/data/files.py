@@ -43,11 +43,11 @@ def ensure_files(name: str, folder: Path, files: Sequence[str], download: bool,
             return
         raise DataError(f"{name}: the download did not produce {describe_missing(missing)} "
                         f"in {folder}; expected {source}")
-    hint = ("dataset.download=true fetches it; " if fetch is not None and not download
-            else "it cannot be downloaded automatically: ")
-    raise DataError(f"{name} not found: {describe_missing(missing)} in {folder} (the root "
-                    f"looked in is dataset.root; {hint}get {source}, or point dataset.root "
-                    "or $RCNNEXP_DATA at a folder that holds it)")
+    hint = ("set dataset.download=true to fetch it, or get " if fetch is not None
+            else "it cannot be downloaded automatically: get ")
+    raise DataError(f"{name} not found: {describe_missing(missing)} in {folder} (under "
+                    f"dataset.root); {hint}{source}, or point dataset.root (or $RCNNEXP_DATA) "
+                    "at a folder that holds it")
 
 
 def describe_missing(missing: Sequence[str]) -> str:

@@ -154,6 +154,7 @@ class FolderDataModule(DataModule):
                 labels.append(label)
         self.splits = tuple(s for s in ("train", "val", "test") if s in self.ranges)
         self.files = ImageFiles(paths, labels, (self.resize, self.resize), self.jpeg_draft)
+        self._loader = None  # a worker pool is made for these files on first use
         self.device = device
         self.workers = workers
         if self.pipeline.needs_stats:

@@ -52,12 +52,11 @@ class ImageNet(FolderDataModule):
         missing = [a for a in needed if not (d / a).is_file()]
         if missing:
             raise DataError(
-                f"{self.title} not found in {d} (the root looked in is dataset.root): "
-                f"{describe_missing([f'{s}/' for s in todo])} class-folder tree "
-                f"(<wnid>/*.JPEG per class) and {describe_missing(missing)} to extract it "
-                f"from. Download the archives from {SOURCE} into {d} (they cannot be "
-                "downloaded automatically), or point dataset.root at a folder whose "
-                "imagenet/ holds train/ and val/ class folders")
+                f"{self.title} not found in {d} (under dataset.root): no "
+                f"{' or '.join(f'{s}/' for s in todo)} class-folder tree (<wnid>/*.JPEG) and "
+                f"{describe_missing(missing)} to extract it from. Download the archives from "
+                f"{SOURCE} into {d} (they cannot be downloaded automatically), or point "
+                "dataset.root at a folder whose imagenet/ holds train/ and val/ class folders")
         try:
             if not (d / tv.META_FILE).is_file():
                 tv.parse_devkit_archive(str(d))

@@ -126,9 +126,9 @@ class MITIndoor(FolderDataModule):
         if self.images_dir() is None:
             if not self.download:
                 raise DataError(
-                    f"{self.title} not found: no Images/ folder in {d} (the root looked in is "
-                    f"dataset.root); dataset.download=true fetches it, or get {self.IMAGES_URL}"
-                    f" and extract it in {d} (Images/<class>/*.jpg)")
+                    f"{self.title} not found: no Images/ folder in {d} (under dataset.root); "
+                    f"set dataset.download=true to fetch it, or get {self.IMAGES_URL} and "
+                    f"extract it in {d} (Images/<class>/*.jpg)")
             try:
                 download_and_extract_archive(self.IMAGES_URL, str(d))
             except Exception as err:
