@@ -14,8 +14,13 @@ probability 1/2) and per-channel mean/std normalisation, as float32 batches on t
 The variants run interleaved in one process, ``--rounds`` times, so that a busy machine
 slows them alike; the reported ratio is the median over rounds of fast / dataloader.
 
+``--jpeg N`` also times one process decoding N photo-sized JPEGs (500x375, ILSVRC's typical
+size) to 256x256 as the image-file datasets do, with and without ``jpeg_draft``: a
+DataLoader of W workers delivers about W times that rate.
+
     python scripts/bench_data.py                  # on CUDA when available, else CPU
     python scripts/bench_data.py --device cpu --images 20000 --workers 0 2
+    python scripts/bench_data.py --jpeg 200 --rounds 1
 """
 
 from __future__ import annotations
@@ -94,6 +99,39 @@ def time_loader(loader: torch.utils.data.DataLoader, device: torch.device) -> fl
     return n / (time.perf_counter() - start)
 
 
+def time_jpeg(n: int, rounds: int) -> None:
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from rcnnexp.data.folder import ImageFiles
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for i in range(n):
+            small = rng.integers(0, 256, (47, 63, 3), dtype=np.uint8)  # smooth-ish content
+            img = Image.fromarray(small).resize((500, 375), Image.Resampling.BICUBIC)
+            buf = io.BytesIO()
+            img.save(buf, format="JPEG", quality=90)
+            path = Path(tmp) / f"{i}.jpg"
+            path.write_bytes(buf.getvalue())
+            paths.append(str(path))
+        files = {draft: ImageFiles(paths, [0] * n, (256, 256), draft) for draft in (True, False)}
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(rounds):
+            for draft, ds in files.items():
+                start = time.perf_counter()
+                for i in range(n):
+                    ds[i]
+                rates[draft].append(n / (time.perf_counter() - start))
+        for draft in (True, False):
+            print(f"JPEG 500x375 -> 256x256 in one process, jpeg_draft={draft}: "
+                  f"{statistics.median(rates[draft]):,.0f} img/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=10000)
@@ -103,6 +141,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--jpeg", type=int, default=0, metavar="N",
+                        help="also time decoding N JPEGs as the image-file datasets do")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads of this process (default: torch's)")
     args = parser.parse_args()
@@ -139,6 +179,8 @@ def main() -> None:
               f"(workers={w}) {statistics.median(rates[f'workers={w}']):,.0f} img/s: "
               f"median ratio {statistics.median(ratios):.1f}x "
               f"(rounds: {', '.join(f'{x:.1f}' for x in ratios)})")
+    if args.jpeg:
+        time_jpeg(args.jpeg, args.rounds)
 
 
 if __name__ == "__main__":
