@@ -1,6 +1,8 @@
 """Every (model, dataset) pair composes and trains one step on the tiny data, or refuses
 before training with a message naming the input size it needs. The models and datasets are
-the options in conf/model and conf/dataset at collection time, so new ones are covered."""
+the options in conf/model and conf/dataset at collection time, so new ones are covered: one
+model option per family (an option built on its own schema, ``/schema/model@_here_``);
+options that only resize a family (``defaults: [recnet]``) add no new input handling."""
 
 from __future__ import annotations
 
@@ -18,7 +20,13 @@ from rcnnexp.config import validate
 from rcnnexp.engine.build import build_data, build_model, build_optimizer
 from rcnnexp.errors import UserError
 
-MODELS = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml"))
+
+def model_families() -> list[str]:
+    return sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml")
+                  if "/schema/model@_here_" in p.read_text())
+
+
+MODELS = model_families()
 DATASETS = sorted(p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml"))
 
 

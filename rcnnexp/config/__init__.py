@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rcnnexp.config.dataset import DATASET_SCHEMAS, DatasetConfig
+from rcnnexp.config.dataset import DATASET_SCHEMAS, DatasetConfig, DigitsConfig
 from rcnnexp.config.finetune import FinetuneConfig
 from rcnnexp.config.model import RCNNConfig
 from rcnnexp.config.optim import AdamConfig, SGDConfig
@@ -32,7 +32,7 @@ from rcnnexp.errors import ConfigError
 # group -> option name -> schema; the YAML option of the same name extends it
 SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"rcnn": RCNNConfig},
-    "dataset": dict(DATASET_SCHEMAS),
+    "dataset": {"digits": DigitsConfig},
     "optim": {"sgd": SGDConfig, "adam": AdamConfig},
     "schedule": {
         "constant": ConstantScheduleConfig,
@@ -41,6 +41,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "plateau": PlateauScheduleConfig,
     },
 }
+SCHEMAS["dataset"].update(DATASET_SCHEMAS)  # every dataset option: rcnnexp/config/dataset.py
 
 
 def register_configs() -> None:
