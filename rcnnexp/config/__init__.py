@@ -14,7 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rcnnexp.config.dataset import DatasetConfig, DigitsConfig
+from rcnnexp.config.dataset import DATASET_SCHEMAS, DatasetConfig, DigitsConfig
 from rcnnexp.config.finetune import FinetuneConfig
 from rcnnexp.config.model import AlexNetConfig, CRNNConfig, RCNNConfig, RecNetConfig
 from rcnnexp.config.optim import AdamConfig, SGDConfig
@@ -42,6 +42,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "plateau": PlateauScheduleConfig,
     },
 }
+SCHEMAS["dataset"].update(DATASET_SCHEMAS)  # every dataset option: rcnnexp/config/dataset.py
 
 
 def register_configs() -> None:

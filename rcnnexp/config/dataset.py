@@ -2,13 +2,29 @@
 
 Each ``_target_`` names a :class:`rcnnexp.data.base.DataModule`; building one reads no
 file, so ``rcnnexp info`` works without the data on disk.
+
+Preprocessing keys shared by every image dataset (run on whole batches on the training
+device, :mod:`rcnnexp.data.transforms`):
+
+* ``normalize``: ``none`` (pixels / 255), ``channel`` (per-channel mean/std of the training
+  split), ``pixel`` (minus the training split's mean image, cached beside the data);
+* ``crop`` (model input size; null: the stored size), ``padding`` (zero padding before the
+  random training crop), ``train_crops`` (``random``: anywhere; ``ten``: at one of the five
+  positions of the ten views), ``flip`` (random horizontal flips in training);
+* ``views``: test-time views whose softmax outputs are averaged: ``center``, ``grid9`` (3x3
+  crops ``view_stride`` pixels apart), ``ten`` (4 corners + centre and their mirrors);
+* ``scale``: the normalised pixels are multiplied by it (Caffe's 0..255 inputs: 255).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rcnnexp.config.checks import one_of, require
+from rcnnexp.config.checks import one_of, positive, require
+
+NORMALIZE = ["none", "channel", "pixel"]
+VIEWS = ["center", "grid9", "ten"]
+TRAIN_CROPS = ["random", "ten"]
 
 
 @dataclass
@@ -17,10 +33,24 @@ class DatasetConfig:
     # where datasets live; $RCNNEXP_DATA overrides the default ``data/`` (git-ignored)
     root: str = "${oc.env:RCNNEXP_DATA,data}"
     download: bool = True  # fetch what is missing, where the dataset allows it
-    normalize: str = "channel"  # none | channel (mean/std per channel of the train split)
+    normalize: str = "channel"  # none | channel | pixel
+    crop: int | None = None  # model input (square); null: the whole stored image
+    padding: int = 0  # zero padding around the image before the random training crop
+    train_crops: str = "random"  # random: any position; ten: a corner or the centre
+    flip: bool = False  # random horizontal flips (probability 1/2) in training
+    views: str = "center"  # test-time views: center | grid9 | ten
+    view_stride: int = 4  # pixels between the grid9 views
+    scale: float = 1.0  # multiplies the normalised pixels
 
     def __post_init__(self) -> None:
-        one_of("dataset.normalize", self.normalize, ["none", "channel"])
+        one_of("dataset.normalize", self.normalize, NORMALIZE)
+        one_of("dataset.views", self.views, VIEWS)
+        one_of("dataset.train_crops", self.train_crops, TRAIN_CROPS)
+        require(self.crop is None or self.crop > 0,
+                f"dataset.crop must be positive or null, got {self.crop}")
+        require(self.padding >= 0, f"dataset.padding must be zero or more, got {self.padding}")
+        positive("dataset.view_stride", self.view_stride)
+        positive("dataset.scale", self.scale)
 
 
 @dataclass
@@ -33,7 +63,6 @@ class DigitsConfig(DatasetConfig):
     split_seed: int = 0  # the split is fixed by this seed, not by trainer.seed
     image_size: int = 8  # resize (bilinear) for models that need larger inputs
 
-
     def __post_init__(self) -> None:
         super().__post_init__()
         require(0 <= self.val_fraction < 1 and 0 < self.test_fraction < 1
@@ -41,3 +70,137 @@ class DigitsConfig(DatasetConfig):
                 "dataset.val_fraction and dataset.test_fraction must be fractions that leave "
                 f"images to train on, got {self.val_fraction} and {self.test_fraction}")
         require(self.image_size > 0, f"dataset.image_size must be positive, got {self.image_size}")
+
+
+def _fraction(key: str, value: float) -> None:
+    require(0 < value < 1, f"{key} must be a fraction in (0, 1), got {value}")
+
+
+@dataclass
+class CIFAR10Config(DatasetConfig):
+    """CIFAR-10 (python version): 50,000 + 10,000 colour 32x32 images, 10 classes."""
+
+    _target_: str = "rcnnexp.data.cifar.CIFAR10"
+    normalize: str = "pixel"
+    val_split: str = "none"  # none | fraction | rcnn (the last val_size training images)
+    val_fraction: float = 0.1  # for val_split=fraction (class-stratified)
+    val_size: int = 10000  # for val_split=rcnn
+    split_seed: int = 0  # fixes val_split=fraction
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("dataset.val_split", self.val_split, ["none", "fraction", "rcnn"])
+        _fraction("dataset.val_fraction", self.val_fraction)
+        positive("dataset.val_size", self.val_size)
+
+
+@dataclass
+class CIFAR100Config(CIFAR10Config):
+    """CIFAR-100 (python version): 50,000 + 10,000 colour 32x32 images, 100 classes."""
+
+    _target_: str = "rcnnexp.data.cifar.CIFAR100"
+
+
+@dataclass
+class MNISTConfig(DatasetConfig):
+    """MNIST: 60,000 + 10,000 grey 28x28 digits (IDX files)."""
+
+    _target_: str = "rcnnexp.data.mnist.MNIST"
+    normalize: str = "none"
+    val_split: str = "none"  # none | fraction
+    val_fraction: float = 0.1
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("dataset.val_split", self.val_split, ["none", "fraction"])
+        _fraction("dataset.val_fraction", self.val_fraction)
+
+
+@dataclass
+class SVHNConfig(DatasetConfig):
+    """SVHN cropped digits: train 73,257, extra 531,131, test 26,032 colour 32x32 images."""
+
+    _target_: str = "rcnnexp.data.svhn.SVHN"
+    normalize: str = "pixel"
+    val_split: str = "rcnn"  # rcnn | none
+    extra: bool = True  # train on train + extra (false: train only)
+    val_per_class_train: int = 400  # val_split=rcnn: held out per class from train
+    val_per_class_extra: int = 200  # ... and from extra
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        one_of("dataset.val_split", self.val_split, ["rcnn", "none"])
+        require(self.val_split != "rcnn" or self.extra,
+                "dataset.val_split=rcnn draws validation images from SVHN's extra set: set "
+                "dataset.extra=true, or dataset.val_split=none for train only")
+        positive("dataset.val_per_class_train", self.val_per_class_train)
+        positive("dataset.val_per_class_extra", self.val_per_class_extra)
+
+
+@dataclass
+class FolderDatasetConfig(DatasetConfig):
+    """Image files decoded by DataLoader workers, resized (warped) to resize x resize."""
+
+    normalize: str = "pixel"
+    resize: int = 256  # every image is resized to resize x resize (Caffe's warp)
+    crop: int | None = 227
+    train_crops: str = "ten"
+    flip: bool = True
+    views: str = "ten"
+    jpeg_draft: bool = True  # decode large JPEGs at 1/2, 1/4 or 1/8 scale (>= resize)
+    stats_images: int | None = None  # training images the mean is computed on; null: all
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive("dataset.resize", self.resize)
+        require(self.crop is None or self.crop <= self.resize,
+                f"dataset.crop={self.crop} must be at most dataset.resize={self.resize}")
+        require(self.stats_images is None or self.stats_images > 0,
+                f"dataset.stats_images must be positive or null, got {self.stats_images}")
+
+
+@dataclass
+class ImageNetConfig(FolderDatasetConfig):
+    """ILSVRC-2012: 1.28 M training images, the 50,000 validation images as test split."""
+
+    _target_: str = "rcnnexp.data.imagenet.ImageNet"
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        positive("dataset.num_classes", self.num_classes)
+
+
+@dataclass
+class SUN397Config(FolderDatasetConfig):
+    """SUN397 with one of its ten official partitions (50 + 50 images per class)."""
+
+    _target_: str = "rcnnexp.data.scenes.SUN397"
+    partition: int = 1  # 1..10
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(1 <= self.partition <= 10,
+                f"dataset.partition must be 1..10 (SUN397's official partitions), got "
+                f"{self.partition}")
+
+
+@dataclass
+class MITIndoorConfig(FolderDatasetConfig):
+    """MIT Indoor 67 with the official TrainImages.txt / TestImages.txt (5,360 / 1,340)."""
+
+    _target_: str = "rcnnexp.data.scenes.MITIndoor"
+
+
+DATASET_SCHEMAS: dict[str, type] = {
+    "digits": DigitsConfig,
+    "cifar10": CIFAR10Config,
+    "cifar100": CIFAR100Config,
+    "mnist": MNISTConfig,
+    "svhn": SVHNConfig,
+    "imagenet": ImageNetConfig,
+    "sun397": SUN397Config,
+    "mitindoor": MITIndoorConfig,
+}

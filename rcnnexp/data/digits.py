@@ -8,26 +8,28 @@ inputs than 8x8, such as AlexNet or C-RNN in quick end-to-end checks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from rcnnexp.data.base import DataSpec
-from rcnnexp.data.tensor import TensorDataModule
+from rcnnexp.data.tensor import TensorDataModule, stratified_split
 
 
 class Digits(TensorDataModule):
-    def __init__(self, root: str = "data", download: bool = True, normalize: str = "channel",
-                 val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0,
-                 image_size: int = 8) -> None:
-        super().__init__(root, download, normalize)
+    channels = 1
+    num_classes = 10
+    name = "digits"
+
+    def __init__(self, root: str = "data", download: bool = True, val_fraction: float = 0.1,
+                 test_fraction: float = 0.2, split_seed: int = 0, image_size: int = 8,
+                 **transforms: Any) -> None:
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.image_size = image_size
-
-    @property
-    def spec(self) -> DataSpec:
-        return DataSpec(in_channels=1, num_classes=10,
-                        image_size=(self.image_size, self.image_size))
+        self.stored_size = (image_size, image_size)
+        transforms.setdefault("normalize", "channel")
+        super().__init__(root, download, **transforms)
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
@@ -49,19 +51,4 @@ class Digits(TensorDataModule):
         return out
 
 
-def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: int
-                     ) -> list[torch.Tensor]:
-    """Indices of len(fractions)+1 disjoint parts, each class divided in the given fractions
-    (the last part takes the rest); sorted, and fixed by ``seed``."""
-    g = torch.Generator().manual_seed(seed)
-    parts: list[list[torch.Tensor]] = [[] for _ in range(len(fractions) + 1)]
-    for cls in labels.unique(sorted=True):
-        idx = (labels == cls).nonzero().flatten()
-        idx = idx[torch.randperm(len(idx), generator=g)]
-        start = 0
-        for i, frac in enumerate(fractions):
-            n = round(frac * len(idx))
-            parts[i].append(idx[start:start + n])
-            start += n
-        parts[-1].append(idx[start:])
-    return [torch.cat(p).sort().values for p in parts]
+__all__ = ["Digits", "stratified_split"]
