@@ -206,7 +206,8 @@ def compose(overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             return hydra_compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
-        _fail(str(err).strip())
+        # Hydra appends its search path to "not found" errors: noise for a user
+        _fail(str(err).split("Config search path:")[0].strip())
         raise  # unreachable: _fail exits
 
 

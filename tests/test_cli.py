@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from tests.conftest import QUICK, RCNNEXP, REPO, assert_clean_error, cli_env, run_cli
+from conftest import QUICK, RCNNEXP, REPO, assert_clean_error, cli_env, run_cli
 
 RESULT_KEYS = {"model", "dataset", "params", "epochs", "best_epoch", "test_top1", "test_top5",
                "best_val_top1", "wall_s", "images_per_s"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import compose_config
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
@@ -13,7 +14,6 @@ from rcnnexp.cli import CONF_DIR
 from rcnnexp.config import SCHEMAS, validate
 from rcnnexp.config.root import Config
 from rcnnexp.errors import ConfigError
-from tests.conftest import compose_config
 
 GROUPS = ("model", "dataset", "optim", "schedule")
 
