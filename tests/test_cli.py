@@ -278,3 +278,13 @@ def test_resume_from_a_path_and_refusals(uninterrupted: Path, tmp_path: Path) ->
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [r["epoch"] for r in read_csv(tmp_path / "longer" / "metrics.csv")] == [
         "1", "2", "3", "4", "5", "6"]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_runs_on_cpu(tmp_path: Path, precision: str) -> None:
+    run = tmp_path / "run"
+    proc = run_cli("train", *QUICK, f"trainer.precision={precision}", f"hydra.run.dir={run}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((run / "results.json").read_text())
+    assert results["precision"] == precision and results["device"] == "cpu"
+    assert 0.0 < results["train_loss"] < 10.0
