@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -55,6 +55,16 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
 # quick settings for end-to-end runs on the digits: RCNN-8, one epoch of a few batches
 QUICK = ("model.K=8", "model.T=1", "trainer.epochs=1", "trainer.batch_size=128",
          "trainer.progress=false")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """In-process tests use one torch thread: their ops are tiny, and on a shared CPU a
+    second spinning thread only waits (the CLI subprocesses get the same through cli_env)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ end-to-end training and fine-tuning through the CLI."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from conftest import assert_clean_error, compose_config, run_cli
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from rcnnexp.engine.build import count_params
 from rcnnexp.engine.checkpoint import save_checkpoint
 from rcnnexp.engine.run import apply_finetune, describe
 from rcnnexp.engine.summary import cudnn_rnn_flops
@@ -22,26 +22,12 @@ from rcnnexp.models.alexnet import AlexNet, AlexNetFeatures
 from rcnnexp.models.crnn import CRNN
 from rcnnexp.models.layers.quad_rnn import DIRECTIONS, QuadDirectionalRNN, SingleBiasRNN
 
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny ops on a shared CPU: threads only wait
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
 
 # -- parameter counts and shapes --------------------------------------------------------------
 def test_alexnet_counts_bvlc_alexnet() -> None:
     with torch.device("meta"):
         model = AlexNet(3, 1000, (227, 227))
-    assert n_params(model) == 60_965_224
+    assert count_params(model) == 60_965_224
     assert [m.groups for m in model.features if isinstance(m, nn.Conv2d)] == [1, 2, 1, 2, 2]
 
 
@@ -51,7 +37,7 @@ def test_crnn_adds_the_papers_rnn_weights_and_one_bias_per_direction() -> None:
     rnn_weights = sum(p.numel() for n, p in model.rnn.named_parameters() if "weight" in n)
     rnn_biases = sum(p.numel() for n, p in model.rnn.named_parameters() if "bias" in n)
     assert (rnn_weights, rnn_biases) == (524_288, 4 * 256)
-    assert n_params(model) == 60_965_224 + 524_288 + 1_024
+    assert count_params(model) == 60_965_224 + 524_288 + 1_024
     assert model.fc.fc6.in_features == 36 * 256  # H: 36 regions x 256
 
 
@@ -226,7 +212,7 @@ CRNN_TINY = ("model=crnn", "model.hidden=8", *TINY)
 
 
 def train(run_dir: Path, *args: str) -> dict:
-    proc = run_cli("train", *args, f"hydra.run.dir={run_dir}", env=ONE_THREAD)
+    proc = run_cli("train", *args, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((run_dir / "results.json").read_text())
 
@@ -264,7 +250,7 @@ def test_fine_tuning_from_another_architecture_is_a_clean_error(crnn_run: Path,
                                                                 tmp_path: Path) -> None:
     proc = run_cli("train", "model=alexnet", *TINY,
                    f"finetune.checkpoint={crnn_run / 'checkpoints' / 'last.pt'}",
-                   f"hydra.run.dir={tmp_path / 'run'}", env=ONE_THREAD)
+                   f"hydra.run.dir={tmp_path / 'run'}")
     assert_clean_error(proc, "holds the weights of another model", "unexpected rnn.")
 
 
@@ -287,8 +273,8 @@ def test_fine_tuning_replaces_the_classifier_for_the_new_classes(tmp_path: Path)
 
 
 def test_bad_crnn_settings_are_clean_errors(tmp_path: Path) -> None:
-    assert_clean_error(run_cli("info", "model=crnn", env=ONE_THREAD),
+    assert_clean_error(run_cli("info", "model=crnn"),
                        "C-RNN needs inputs of at least 55x55 (conv5 grid >= 1x1), got 8x8")
     assert_clean_error(run_cli("train", *CRNN_TINY, "model.directions=[]",
-                               f"hydra.run.dir={tmp_path}", env=ONE_THREAD),
+                               f"hydra.run.dir={tmp_path}"),
                        "model.directions must name at least one of left_to_right")

@@ -5,12 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rcnnexp.engine.build import count_params
 from rcnnexp.models.layers.rcl import RCL
 from rcnnexp.models.rcnn import RCNN
-
-
-def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 @pytest.mark.parametrize(("K", "channels", "variant", "expected"), [
@@ -25,7 +22,7 @@ def n_params(model: torch.nn.Module) -> int:
 ])
 def test_parameter_counts_match_the_paper(K: int, channels: int, variant: str,
                                           expected: int) -> None:
-    assert n_params(RCNN(channels, 10, K=K, variant=variant)) == expected
+    assert count_params(RCNN(channels, 10, K=K, variant=variant)) == expected
 
 
 @pytest.mark.parametrize(("size", "channels"), [((32, 32), 3), ((24, 24), 3), ((28, 28), 1),
@@ -73,7 +70,7 @@ def test_recursive_rcl_drops_the_feedforward_input_after_step_zero() -> None:
 
 
 def test_t_steps_change_depth_not_parameters() -> None:
-    counts = {n_params(RCNN(3, 10, K=96, T=t)) for t in (1, 2, 3)}
+    counts = {count_params(RCNN(3, 10, K=96, T=t)) for t in (1, 2, 3)}
     assert counts == {672_202}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rcnnexp.cli import CONF_DIR
+from rcnnexp.engine.build import count_params
 from rcnnexp.engine.run import describe
 from rcnnexp.models.layers.crc import CRC, RecurrentModule
 from rcnnexp.models.recnet import RecNet
-
-ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # tiny ops on a shared CPU: threads only wait
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 class ReferenceCRC(nn.Module):
@@ -240,18 +226,18 @@ def test_recnet_merged_and_plain_are_the_same_function() -> None:
 def test_recnet_60_1280_counts_what_the_text_specifies() -> None:
     """1,733,140 on CIFAR-100 (REFERENCE §3): no conv bias before a BN, separate BNs."""
     with torch.device("meta"):
-        assert n_params(RecNet(3, 100)) == 1_733_140
+        assert count_params(RecNet(3, 100)) == 1_733_140
 
 
 def test_table_2_differences_hold_exactly() -> None:
     with torch.device("meta"):
-        base = n_params(RecNet(3, 100))
-        assert base - n_params(RecNet(3, 100, wh_kernel=1)) == 344_064  # paper: 344 K
-        assert base - n_params(RecNet(3, 100, wx_kernel=1)) == 86_016  # paper: 86 K
-        assert n_params(RecNet(3, 100, mode="grouped")) == base
+        base = count_params(RecNet(3, 100))
+        assert base - count_params(RecNet(3, 100, wh_kernel=1)) == 344_064  # paper: 344 K
+        assert base - count_params(RecNet(3, 100, wx_kernel=1)) == 86_016  # paper: 86 K
+        assert count_params(RecNet(3, 100, mode="grouped")) == base
         # the paper's e = 1, 2, 4, 8 rows, each about 36 K over ours (same shortfall)
         for e, paper in ((1, 424_000), (2, 824_000), (4, 1_769_000), (8, 4_239_000)):
-            assert 35_000 < paper - n_params(RecNet(3, 100, e=e)) < 36_500
+            assert 35_000 < paper - count_params(RecNet(3, 100, e=e)) < 36_500
 
 
 # overrides -> parameters on CIFAR-100 (3x32x32, 100 classes): the table in docs/models.md
@@ -305,7 +291,7 @@ def test_presets_count_and_name_what_docs_say() -> None:
             with torch.device("meta"):
                 model = instantiate(cfg.model, _convert_="all", in_channels=3,
                                     num_classes=100, image_size=[32, 32])
-            assert n_params(model) == expected, overrides
+            assert count_params(model) == expected, overrides
             if overrides in ARCHS:
                 assert model.arch == ARCHS[overrides], overrides
 
@@ -376,7 +362,7 @@ TINY = ("model=recnet", "model.e=1", "model.S=[2,2,2]", "trainer.epochs=1",
 
 def test_sweep_over_d_through_train_multirun(tmp_path: Path) -> None:
     proc = run_cli("train", "-m", *TINY, "model.d=[1,1,1],[2,2,2]",
-                   f"hydra.sweep.dir={tmp_path}", env=ONE_THREAD)
+                   f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = [json.loads((tmp_path / str(job) / "results.json").read_text())
                for job in (0, 1)]
@@ -387,9 +373,9 @@ def test_sweep_over_d_through_train_multirun(tmp_path: Path) -> None:
 
 def test_bad_recnet_settings_are_clean_errors(tmp_path: Path) -> None:
     assert_clean_error(run_cli("train", "model=recnet", "model.S=[8,16]",
-                               f"hydra.run.dir={tmp_path}", env=ONE_THREAD),
+                               f"hydra.run.dir={tmp_path}"),
                        "model.S and model.d must give one value per stage")
     assert_clean_error(run_cli("train", "model=recnet", "model.sigma=tanh",
-                               f"hydra.run.dir={tmp_path}", env=ONE_THREAD),
+                               f"hydra.run.dir={tmp_path}"),
                        "model.sigma", "expected one of [separate_bn, shared_bn, relu, linear]")
     assert not (tmp_path / "checkpoints").exists()
