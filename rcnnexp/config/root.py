@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from omegaconf import MISSING
 
 from rcnnexp.config.finetune import FinetuneConfig
 from rcnnexp.config.trainer import TrainerConfig
+
+
+class PaperMetric(str, Enum):
+    """How a paper's table reports a row, in percent on the test split (results.json keys)."""
+
+    test_error = "test_error"  # 100 - top-1 accuracy (RCNN, RecNets; C-RNN's top-1 error)
+    test_top5_error = "test_top5_error"  # 100 - top-5 accuracy (C-RNN on ILSVRC)
+    test_top1 = "test_top1"  # top-1 accuracy (C-RNN on SUN397, MIT Indoor)
+    test_top5 = "test_top5"
 
 
 @dataclass
@@ -18,7 +28,7 @@ class PaperResult:
     paper: str = MISSING  # RCNN | C-RNN | RecNets
     table: str = MISSING  # as the paper numbers it: "2", "2b", ...
     row: str = MISSING  # the row's label in that table
-    metric: str = MISSING  # test_error | test_top1 | top5_error ... (percent)
+    metric: PaperMetric = MISSING
     value: float = MISSING
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from rcnnexp.config import Config, to_plain, validate
+from rcnnexp.config.root import PaperResult
 from rcnnexp.data.base import DataModule
 from rcnnexp.engine.build import (
     build_data,
@@ -198,7 +199,8 @@ def summarize(typed: Config, ctx: RunContext, model: ImageClassifier, params: in
     epochs_run = len(history)
     train_time = sum(r["epoch_time_s"] for r in history)
     images = sum(r["images_per_s"] * r["epoch_time_s"] for r in history)
-    return {
+    top1, top5 = best.get("test_top1"), best.get("test_top5")
+    results = {
         "name": typed.name,
         "model": ctx.choices.get("model", type(model).__name__),
         "arch": model.arch,
@@ -208,9 +210,10 @@ def summarize(typed: Config, ctx: RunContext, model: ImageClassifier, params: in
         "flops": flops,
         "epochs": epochs_run,
         "best_epoch": state.best_epoch,
-        "test_top1": best.get("test_top1"),
-        "test_top5": best.get("test_top5"),
-        "test_error": None if best.get("test_top1") is None else 100.0 - best["test_top1"],
+        "test_top1": top1,
+        "test_top5": top5,
+        "test_error": None if top1 is None else 100.0 - top1,
+        "test_top5_error": None if top5 is None else 100.0 - top5,
         "best_val_top1": state.best_val_top1,
         "last_test_top1": last.get("test_top1"),
         "train_top1": last["train_top1"],
@@ -223,9 +226,19 @@ def summarize(typed: Config, ctx: RunContext, model: ImageClassifier, params: in
         "device": str(trainer.runtime.device),
         "precision": trainer.runtime.precision,
         "overrides": list(ctx.overrides),
-        "paper": None if typed.paper is None else vars(typed.paper),
         "run_dir": str(ctx.run_dir),
     }
+    results["paper"] = None if typed.paper is None else paper_versus_run(typed.paper, results)
+    return results
+
+
+def paper_versus_run(paper: PaperResult, results: dict[str, Any]) -> dict[str, Any]:
+    """The paper's row and number, with this run's number in the same metric beside it."""
+    metric = paper.metric.value
+    ours = results.get(metric)
+    return {"paper": paper.paper, "table": paper.table, "row": paper.row, "metric": metric,
+            "value": paper.value, "ours": ours,
+            "difference": None if ours is None else ours - paper.value}
 
 
 def hparams_of(plain: dict[str, Any], typed: Config) -> dict[str, Any]:
