@@ -35,16 +35,24 @@ def _fmt(value: float | None, sign: bool = False) -> str:
 
 
 def table(runs: list[dict[str, Any]]) -> str:
+    """One line per (run, reported metric); a run on a dataset the row has no number for
+    gets one line with dashes."""
     rows = [r for r in runs if r.get("paper")]
     rows.sort(key=lambda r: (r["paper"]["paper"], r["paper"]["table"], r["paper"]["row"],
-                             r.get("run_dir", "")))
-    lines = ["| Paper | Table | Row | Metric (%) | Paper | Ours | Ours - paper | Epochs | Run |",
-             "|---|---|---|---|---:|---:|---:|---:|---|"]
+                             r.get("dataset") or "", r.get("run_dir", "")))
+    lines = ["| Paper | Table | Row | Dataset | Metric (%) | Paper | Ours | Ours - paper "
+             "| Epochs | Run |",
+             "|---|---|---|---|---|---:|---:|---:|---:|---|"]
     for r in rows:
         p = r["paper"]
-        lines.append(f"| {p['paper']} | {p['table']} | {p['row']} | {p['metric']} | "
-                     f"{_fmt(p['value'])} | {_fmt(p['ours'])} | {_fmt(p['difference'], True)} | "
-                     f"{r.get('epochs', '—')} | {r.get('run_dir', '')} |")
+        head = f"| {p['paper']} | {p['table']} | {p['row']} | {p.get('dataset') or '—'} |"
+        tail = f" {r.get('epochs', '—')} | {r.get('run_dir', '')} |"
+        if not p["metrics"]:
+            reported = ", ".join(p.get("reported_on", []))
+            lines.append(f"{head} (paper: {reported}) | — | {_fmt(None)} | — |{tail}")
+        for m in p["metrics"]:
+            lines.append(f"{head} {m['metric']} | {_fmt(m['value'])} | {_fmt(m['ours'])} | "
+                         f"{_fmt(m['difference'], True)} |{tail}")
     return "\n".join(lines)
 
 

@@ -10,41 +10,64 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from rcnnexp.config.root import PaperMetric, PaperResult
+from rcnnexp.config.root import PaperMetric, PaperResult, PaperValue
 from rcnnexp.engine.run import paper_versus_run
 
-RESULTS = {"test_top1": 91.5, "test_top5": 99.25, "test_error": 8.5, "test_top5_error": 0.75}
+RESULTS = {"dataset": "cifar10", "test_top1": 91.5, "test_top5": 99.25, "test_error": 8.5,
+           "test_top5_error": 0.75}
+
+
+def _row(*values: tuple[str, str, float], table: str = "2b", row: str = "e = 8") -> PaperResult:
+    return PaperResult(paper="RecNets", table=table, row=row,
+                       values=[PaperValue(dataset=d, metric=PaperMetric(m), value=v)
+                               for d, m, v in values])
 
 
 @pytest.mark.parametrize(("metric", "ours"), [("test_error", 8.5), ("test_top1", 91.5),
                                               ("test_top5", 99.25), ("test_top5_error", 0.75)])
 def test_our_number_is_taken_in_the_papers_metric(metric: str, ours: float) -> None:
-    row = PaperResult(paper="RCNN", table="3", row="RCNN-96", metric=PaperMetric(metric),
-                      value=7.37)
+    got = paper_versus_run(_row(("cifar10", metric, 7.37)), RESULTS)
+    assert (got["paper"], got["table"], got["row"], got["dataset"]) == (
+        "RecNets", "2b", "e = 8", "cifar10")
+    [m] = got["metrics"]
+    assert m["metric"] == metric and m["ours"] == ours and m["value"] == 7.37
+    assert m["difference"] == pytest.approx(ours - 7.37)
+
+
+def test_only_the_runs_dataset_is_compared() -> None:
+    row = _row(("cifar10", "test_top1", 95.47), ("cifar100", "test_top1", 79.33))
     got = paper_versus_run(row, RESULTS)
-    assert got["metric"] == metric and got["ours"] == ours
-    assert got["difference"] == pytest.approx(ours - 7.37)
-    assert (got["paper"], got["table"], got["row"], got["value"]) == ("RCNN", "3", "RCNN-96", 7.37)
+    assert [m["value"] for m in got["metrics"]] == [95.47]
+    other = paper_versus_run(row, {**RESULTS, "dataset": "svhn"})
+    assert other["metrics"] == [] and other["reported_on"] == ["cifar10", "cifar100"]
+
+
+def test_a_row_with_two_metrics_compares_both() -> None:
+    row = _row(("imagenet", "test_error", 41.85), ("imagenet", "test_top5_error", 19.15))
+    got = paper_versus_run(row, {**RESULTS, "dataset": "imagenet"})
+    assert [(m["metric"], m["ours"]) for m in got["metrics"]] == [("test_error", 8.5),
+                                                                 ("test_top5_error", 0.75)]
 
 
 def test_a_run_without_a_test_split_has_no_number_to_compare() -> None:
-    row = PaperResult(paper="RecNets", table="2b", row="e = 8", metric=PaperMetric.test_error,
-                      value=25.0)
-    assert paper_versus_run(row, {"test_error": None})["difference"] is None
+    got = paper_versus_run(_row(("cifar10", "test_error", 25.0)),
+                           {"dataset": "cifar10", "test_error": None})
+    assert got["metrics"][0]["difference"] is None
 
 
 def test_report_lists_runs_with_a_paper_row(tmp_path: Path) -> None:
-    row = PaperResult(paper="RecNets", table="2b", row="e = 8", metric=PaperMetric.test_error,
-                      value=25.0)
+    row = _row(("cifar10", "test_error", 25.0))
     for name, results in {"a": {"test_error": 24.5}, "b": {"test_error": None}}.items():
         (tmp_path / name).mkdir()
+        results = {**results, "dataset": "cifar10"}
         summary = {**results, "epochs": 3, "run_dir": name, "paper": paper_versus_run(row, results)}
         (tmp_path / name / "results.json").write_text(json.dumps(summary))
     (tmp_path / "c").mkdir()  # a plain run: counted, not listed
     (tmp_path / "c" / "results.json").write_text(json.dumps({"paper": None}))
     out = _report(tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "| RecNets | 2b | e = 8 | test_error | 25.00 | 24.50 | -0.50 | 3 | a |" in out.stdout
+    assert ("| RecNets | 2b | e = 8 | cifar10 | test_error | 25.00 | 24.50 | -0.50 | 3 | a |"
+            in out.stdout)
     assert "| 25.00 | — | — | 3 | b |" in out.stdout
     assert "2 runs with a paper row, 1 without." in out.stdout
 

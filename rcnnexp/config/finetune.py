@@ -20,4 +20,5 @@ class FinetuneConfig:
         require(self.trainable is None or len(self.trainable) > 0,
                 "finetune.trainable must name at least one part, or be null for all parts")
         require(self.trainable is None or self.checkpoint is not None,
-                "finetune.trainable needs finetune.checkpoint=PATH (the model to start from)")
+                "finetune.trainable needs finetune.checkpoint=PATH (the trained model to start "
+                "from, e.g. outputs/DATE/TIME/checkpoints/best.pt)")

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import MISSING
 
+from rcnnexp.config.checks import require
 from rcnnexp.config.finetune import FinetuneConfig
 from rcnnexp.config.trainer import TrainerConfig
 
@@ -15,21 +16,37 @@ from rcnnexp.config.trainer import TrainerConfig
 class PaperMetric(str, Enum):
     """How a paper's table reports a row, in percent on the test split (results.json keys)."""
 
-    test_error = "test_error"  # 100 - top-1 accuracy (RCNN, RecNets; C-RNN's top-1 error)
+    test_error = "test_error"  # 100 - top-1 accuracy (RCNN; C-RNN's top-1 error on ILSVRC)
     test_top5_error = "test_top5_error"  # 100 - top-5 accuracy (C-RNN on ILSVRC)
-    test_top1 = "test_top1"  # top-1 accuracy (C-RNN on SUN397, MIT Indoor)
+    test_top1 = "test_top1"  # top-1 accuracy (RecNets; C-RNN on SUN397, MIT Indoor)
     test_top5 = "test_top5"
 
 
 @dataclass
+class PaperValue:
+    """One number of a table row: on which dataset option, in which metric."""
+
+    dataset: str = MISSING  # the dataset option the number was measured on, e.g. cifar100
+    metric: PaperMetric = MISSING
+    value: float = MISSING
+
+
+@dataclass
 class PaperResult:
-    """The number a paper reports for the row an experiment reproduces."""
+    """A paper's table row that an experiment reproduces, and the numbers it reports.
+
+    A row can report several numbers: RecNets' rows one per CIFAR, C-RNN's Table 1 rows a
+    top-1 and a top-5 error. A run is compared with those of its own dataset option.
+    """
 
     paper: str = MISSING  # RCNN | C-RNN | RecNets
     table: str = MISSING  # as the paper numbers it: "2", "2b", ...
     row: str = MISSING  # the row's label in that table
-    metric: PaperMetric = MISSING
-    value: float = MISSING
+    values: list[PaperValue] = MISSING
+
+    def __post_init__(self) -> None:
+        require(len(self.values) > 0, f"paper.values of {self.paper} table {self.table} row "
+                f"{self.row!r} must list at least one number")
 
 
 @dataclass

@@ -207,6 +207,7 @@ def summarize(typed: Config, ctx: RunContext, model: ImageClassifier, params: in
         "dataset": ctx.choices.get("dataset", typed.dataset.__class__.__name__),
         "experiment": ctx.choices.get("experiment"),
         "params": params,
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "flops": flops,
         "epochs": epochs_run,
         "best_epoch": state.best_epoch,
@@ -233,12 +234,21 @@ def summarize(typed: Config, ctx: RunContext, model: ImageClassifier, params: in
 
 
 def paper_versus_run(paper: PaperResult, results: dict[str, Any]) -> dict[str, Any]:
-    """The paper's row and number, with this run's number in the same metric beside it."""
-    metric = paper.metric.value
-    ours = results.get(metric)
-    return {"paper": paper.paper, "table": paper.table, "row": paper.row, "metric": metric,
-            "value": paper.value, "ours": ours,
-            "difference": None if ours is None else ours - paper.value}
+    """The paper's row and numbers for this run's dataset, ours in the same metrics beside them.
+
+    A run on a dataset the row reports nothing for (``experiment=recnet/t2b_e8
+    dataset=svhn``) keeps the row with an empty comparison.
+    """
+    dataset = results.get("dataset")
+    compared = []
+    for v in paper.values:
+        if v.dataset != dataset:
+            continue
+        ours = results.get(v.metric.value)
+        compared.append({"metric": v.metric.value, "value": v.value, "ours": ours,
+                         "difference": None if ours is None else ours - v.value})
+    return {"paper": paper.paper, "table": paper.table, "row": paper.row, "dataset": dataset,
+            "reported_on": sorted({v.dataset for v in paper.values}), "metrics": compared}
 
 
 def hparams_of(plain: dict[str, Any], typed: Config) -> dict[str, Any]:
