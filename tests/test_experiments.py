@@ -227,3 +227,33 @@ def test_crnn_rows_chain_ilsvrc_training_into_fine_tuning(tmp_path: Path) -> Non
     [compared] = tuned["paper"]["metrics"]
     assert (compared["metric"], compared["value"]) == ("test_top1", 65.07)
     assert tuned["trainable_params"] < tuned["params"]
+
+
+# each recipe with a dataset it is written for
+RECIPES = {"rcnn": "cifar10", "rcnn_mnist": "mnist", "crnn_imagenet": "imagenet",
+           "crnn_finetune": "sun397", "recnet": "cifar100"}
+SCHEDULES = sorted(p.stem for p in (CONF_DIR / "schedule").glob("*.yaml"))
+
+
+def test_every_recipe_is_covered() -> None:
+    assert sorted(RECIPES) == sorted(p.stem for p in (CONF_DIR / "recipe").glob("*.yaml"))
+
+
+@pytest.mark.parametrize(("recipe", "dataset"), RECIPES.items())
+def test_a_recipes_schedule_can_be_swapped_for_any_other(recipe: str, dataset: str) -> None:
+    """Recipes choose a schedule option and set none of its keys, so `schedule=step` on the
+    command line (RCNN's retraining on all images, docs/experiments.md) composes."""
+    for schedule in SCHEDULES:
+        compose_config([f"recipe={recipe}", f"dataset={dataset}", f"schedule={schedule}"])
+
+
+def test_rcnn_retraining_on_all_images_composes() -> None:
+    cfg = compose_experiment("rcnn/t2_rcnn96", "dataset.val_split=none", "schedule=step",
+                             "schedule.milestones=[40,60,80]", "trainer.epochs=90")
+    typed = validate(cfg)
+    assert typed.dataset.val_split == "none" and list(typed.schedule.milestones) == [40, 60, 80]
+
+
+def test_docs_list_every_preset() -> None:
+    docs = (CONF_DIR.parent / "docs" / "experiments.md").read_text()
+    assert [p for p in PRESETS if f"`{p}`" not in docs] == []
