@@ -78,6 +78,7 @@ def _fail(message: str, code: int = 2) -> None:
 def train_command(args: list[str]) -> None:
     import hydra
 
+    check_experiment_names(args)
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
@@ -195,6 +196,31 @@ def _override_key(override: str) -> str:
     return override.partition("=")[0].lstrip("+~")
 
 
+def check_experiment_names(overrides: Sequence[str]) -> None:
+    """Refuse an unknown ``experiment=NAME`` naming every preset.
+
+    The presets live in sub-folders (``recnet/t2b_e8``), and Hydra's own message lists only
+    the top level of the group, which would hide all of them.
+    """
+    root = CONF_DIR / "experiment"
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if not sep or key.lstrip("+~") != "experiment" or "(" in value:
+            continue  # sweep functions such as glob(...) are left to Hydra
+        known = {str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")}
+        unknown = [v for v in (v.strip() for v in value.split(","))
+                   if v and v != "null" and v not in known]
+        if unknown:
+            by_folder: dict[str, list[str]] = {}
+            for name in sorted(known):
+                folder, _, stem = name.rpartition("/")
+                by_folder.setdefault(folder, []).append(stem)
+            listing = "\n".join(f"  {folder + '/' if folder else '(top level)'}: "
+                                 f"{', '.join(stems)}" for folder, stems in by_folder.items())
+            _fail(f"experiment={unknown[0]} is not a preset in {root}; the presets are "
+                  f"(docs/experiments.md says which paper row each one is):\n{listing}")
+
+
 def compose(overrides: list[str]) -> DictConfig:
     """Compose ``conf/config.yaml`` with overrides, as `train` would, minus Hydra's runtime."""
     from hydra import compose as hydra_compose
@@ -202,6 +228,7 @@ def compose(overrides: list[str]) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    check_experiment_names(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             return hydra_compose(config_name="config", overrides=overrides)

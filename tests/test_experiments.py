@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import compose_config, run_cli
+from conftest import assert_clean_error, compose_config, run_cli
 from omegaconf import DictConfig, OmegaConf
 from tiny_data import TINY_OVERRIDES, write_cifar100, write_imagenet_folders, write_mit_indoor
 
@@ -180,10 +180,18 @@ def test_crnn_table4_presets_choose_their_directions() -> None:
 
 
 def test_a_fine_tuning_preset_without_a_checkpoint_is_a_clean_error(tmp_path: Path) -> None:
-    from conftest import assert_clean_error
-
     proc = run_cli("train", "experiment=crnn/t2_crnn_finetune", f"hydra.run.dir={tmp_path}")
     assert_clean_error(proc, "finetune.trainable needs finetune.checkpoint=PATH")
+
+
+def test_an_unknown_preset_is_a_clean_error_naming_the_presets(tmp_path: Path) -> None:
+    for command in (["train", "-m", "experiment=recnet/t2b_e8,recnet/t9"],
+                    ["train", "experiment=t2b_e8", f"hydra.run.dir={tmp_path / 'run'}"],
+                    ["info", "experiment=recnet/t9"]):
+        proc = run_cli(*command)
+        assert_clean_error(proc, "is not a preset", "recnet/: t2a_linear", "rcnn/: t1_rcnn96_t1")
+        assert "Config search path" not in proc.stderr
+    assert not (tmp_path / "run").exists()  # refused before Hydra made a run directory
 
 
 # -- end to end on the tiny files: a row's run writes the paper's number beside ours ----------
