@@ -57,9 +57,11 @@ def test_a_run_without_a_test_split_has_no_number_to_compare() -> None:
 
 def test_report_lists_runs_with_a_paper_row(tmp_path: Path) -> None:
     row = _row(("cifar10", "test_error", 25.0))
-    for name, results in {"a": {"test_error": 24.5}, "b": {"test_error": None}}.items():
+    runs = {"a": {"test_error": 24.5, "dataset": "cifar10"},
+            "b": {"test_error": None, "dataset": "cifar10"},
+            "d": {"test_error": 3.0, "dataset": "svhn"}}  # a dataset the row has no number for
+    for name, results in runs.items():
         (tmp_path / name).mkdir()
-        results = {**results, "dataset": "cifar10"}
         summary = {**results, "epochs": 3, "run_dir": name, "paper": paper_versus_run(row, results)}
         (tmp_path / name / "results.json").write_text(json.dumps(summary))
     (tmp_path / "c").mkdir()  # a plain run: counted, not listed
@@ -69,7 +71,8 @@ def test_report_lists_runs_with_a_paper_row(tmp_path: Path) -> None:
     assert ("| RecNets | 2b | e = 8 | cifar10 | test_error | 25.00 | 24.50 | -0.50 | 3 | a |"
             in out.stdout)
     assert "| 25.00 | — | — | 3 | b |" in out.stdout
-    assert "2 runs with a paper row, 1 without." in out.stdout
+    assert "| RecNets | 2b | e = 8 | svhn | (paper: cifar10) | — | — | — | 3 | d |" in out.stdout
+    assert "3 runs with a paper row, 1 without." in out.stdout
 
 
 def test_report_without_paper_runs_says_what_to_run(tmp_path: Path) -> None:
