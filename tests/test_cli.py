@@ -188,8 +188,16 @@ def test_bad_input_gets_a_clear_message(args: list[str], needles: list[str],
 
 
 def _start(args: list[str]) -> subprocess.Popen[str]:
+    """A training run in the background. Its SIGINT is set back to the default first: a shell
+    without job control starts background jobs (a CI runner's, say) with SIGINT ignored, and
+    the child would inherit that and never see the test's Ctrl-C."""
     return subprocess.Popen([str(RCNNEXP), "train", *args], cwd=REPO, text=True,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
