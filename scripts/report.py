@@ -49,7 +49,7 @@ def table(runs: list[dict[str, Any]]) -> str:
         tail = f" {r.get('epochs', '—')} | {r.get('run_dir', '')} |"
         if not p["metrics"]:
             reported = ", ".join(p.get("reported_on", []))
-            lines.append(f"{head} (paper: {reported}) | — | {_fmt(None)} | — |{tail}")
+            lines.append(f"{head} (paper: {reported}) | — | — | — |{tail}")
         for m in p["metrics"]:
             lines.append(f"{head} {m['metric']} | {_fmt(m['value'])} | {_fmt(m['ours'])} | "
                          f"{_fmt(m['difference'], True)} |{tail}")

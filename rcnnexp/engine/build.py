@@ -63,5 +63,7 @@ def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, iters_per_
                         epochs=epochs)
 
 
-def count_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_params(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Parameters of ``model``; with ``trainable_only``, those that learn (fine-tuning
+    freezes the rest)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -207,7 +207,7 @@ def summarize(typed: Config, ctx: RunContext, model: ImageClassifier, params: in
         "dataset": ctx.choices.get("dataset", typed.dataset.__class__.__name__),
         "experiment": ctx.choices.get("experiment"),
         "params": params,
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "trainable_params": count_params(model, trainable_only=True),
         "flops": flops,
         "epochs": epochs_run,
         "best_epoch": state.best_epoch,
@@ -325,7 +325,7 @@ def describe(cfg: DictConfig) -> tuple[list[tuple[str, str, str, int]], dict[str
     summary = {
         "arch": model.arch,
         "params": count_params(model),
-        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "trainable_params": count_params(model, trainable_only=True),
         "flops": count_flops(model, spec),
         "input": [spec.in_channels, *spec.image_size],
         "classes": spec.num_classes,
