@@ -16,7 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from rcnnexp.engine.build import count_params
 from rcnnexp.engine.checkpoint import save_checkpoint
-from rcnnexp.engine.run import apply_finetune, describe
+from rcnnexp.engine.finetune import apply_finetune
+from rcnnexp.engine.run import describe
 from rcnnexp.engine.summary import cudnn_rnn_flops
 from rcnnexp.models.alexnet import AlexNet, AlexNetFeatures
 from rcnnexp.models.crnn import CRNN

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 from rcnnexp.config.root import PaperMetric, PaperResult, PaperValue
-from rcnnexp.engine.run import paper_versus_run
+from rcnnexp.engine.results import paper_versus_run
 
 RESULTS = {"dataset": "cifar10", "test_top1": 91.5, "test_top5": 99.25, "test_error": 8.5,
            "test_top5_error": 0.75}

@@ -35,6 +35,10 @@ class TrainerConfig:
     log_every: int = 10  # iterations between step-level TensorBoard scalars
     workers: int = 4  # DataLoader worker processes, for datasets that read files
     progress: bool = True  # tqdm bars on a terminal; plain lines otherwise
+    # RCNN's protocol: train with the validation split (stage 1), then retrain from scratch
+    # on training + validation images for as many epochs, the learning rate set as stage 1
+    # set it; the results are stage 2's (rcnnexp/engine/stages.py)
+    retrain: bool = False
     # null: a fresh run; "auto": continue from checkpoints/last.pt in this run directory
     # when it exists; a path: continue from that checkpoint
     resume: str | None = None

@@ -38,11 +38,14 @@ class DataModule(ABC):
         """Channels, classes and model input size, known before :meth:`setup`."""
 
     @abstractmethod
-    def setup(self, device: torch.device, workers: int = 0) -> None:
+    def setup(self, device: torch.device, workers: int = 0, merge_validation: bool = False
+              ) -> None:
         """Load the data (raising :class:`rcnnexp.errors.DataError` when it is missing).
 
         ``device`` is where training runs; ``workers`` is ``trainer.workers``, the loader
-        processes a file-based dataset may use."""
+        processes a file-based dataset may use. ``merge_validation`` trains on the training
+        and validation images together and leaves no validation split (RCNN's retraining on
+        all training images); statistics such as the mean image are then those of both."""
 
     @abstractmethod
     def num_examples(self, split: str) -> int: ...

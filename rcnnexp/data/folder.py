@@ -136,8 +136,11 @@ class FolderDataModule(DataModule):
         allowed first); raises :class:`DataError` naming what is missing."""
 
     # -- setup ----------------------------------------------------------------------------------
-    def setup(self, device: torch.device, workers: int = 0) -> None:
+    def setup(self, device: torch.device, workers: int = 0, merge_validation: bool = False
+              ) -> None:
         samples = self.find_samples()
+        if merge_validation and "val" in samples:
+            samples["train"] = samples["train"] + samples.pop("val")
         if not samples.get("train"):
             raise DataError(f"{self.title}: no training images found in {self.folder}")
         paths: list[str] = []

@@ -61,8 +61,12 @@ class TensorDataModule(DataModule):
         """What defines the training split, for the statistics cache key."""
         return ""
 
-    def setup(self, device: torch.device, workers: int = 0) -> None:
+    def setup(self, device: torch.device, workers: int = 0, merge_validation: bool = False
+              ) -> None:
         loaded = self.load_splits()
+        if merge_validation and "val" in loaded:
+            (xt, yt), (xv, yv) = loaded["train"], loaded.pop("val")
+            loaded["train"] = (torch.cat([xt, xv]), torch.cat([yt, yv]))
         for split, (images, labels) in loaded.items():
             expected = (self.channels, *self.stored_size)
             if (images.dtype != torch.uint8 or images.dim() != 4

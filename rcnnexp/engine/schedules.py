@@ -32,6 +32,7 @@ class Schedule:
         self.iters_per_epoch = iters_per_epoch
         self.epochs = epochs
         self.total_iters = iters_per_epoch * epochs
+        self.warmup_epochs = warmup_epochs
         self.warmup_iters = round(warmup_epochs * iters_per_epoch)
         self.warmup_start = warmup_start
         for group in optimizer.param_groups:
@@ -67,6 +68,13 @@ class Schedule:
     def should_stop(self) -> bool:
         """True when the schedule has nothing left to try (plateau after its last cut)."""
         return False
+
+    def replay(self) -> dict[str, Any] | None:
+        """The config (``_target_`` and keys) of a schedule that sets, epoch by epoch, the
+        learning rates this one has set so far without watching any metric; None when this
+        one already is such a schedule. RCNN's retraining on all training images replays the
+        cuts its tuning run made (:mod:`rcnnexp.engine.stages`)."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {"iteration": self.iteration}
@@ -140,6 +148,7 @@ class PlateauSchedule(Schedule):
         self.bad_evals = 0
         self.reductions = 0
         self.exhausted = False
+        self.cut_epochs: list[int] = []  # epochs after whose evaluation the rate was divided
 
     def shape(self, iteration: int) -> float:
         return self.divisor ** -self.reductions
@@ -162,6 +171,7 @@ class PlateauSchedule(Schedule):
             self.bad_evals = 0
             if self.reductions < self.max_reductions:
                 self.reductions += 1
+                self.cut_epochs.append(self.iteration // self.iters_per_epoch)
             else:
                 self.exhausted = True
 
@@ -169,9 +179,16 @@ class PlateauSchedule(Schedule):
     def should_stop(self) -> bool:
         return self.stop_when_exhausted and self.exhausted
 
+    def replay(self) -> dict[str, Any]:
+        """A step schedule dividing by the same factor after the same epochs."""
+        return {"_target_": f"{__name__}.StepSchedule", "milestones": list(self.cut_epochs),
+                "factor": self.divisor, "warmup_epochs": self.warmup_epochs,
+                "warmup_start": self.warmup_start}
+
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "best": self.best, "bad_evals": self.bad_evals,
-                "reductions": self.reductions, "exhausted": self.exhausted}
+                "reductions": self.reductions, "exhausted": self.exhausted,
+                "cut_epochs": list(self.cut_epochs)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -179,3 +196,5 @@ class PlateauSchedule(Schedule):
         self.bad_evals = int(state["bad_evals"])
         self.reductions = int(state["reductions"])
         self.exhausted = bool(state["exhausted"])
+        # absent from checkpoints older than trainer.retrain, which never replay them
+        self.cut_epochs = [int(e) for e in state.get("cut_epochs", [])]

@@ -1,0 +1,91 @@
+"""What a finished run reports: results.json, the paper's row beside it, TensorBoard's HPARAMS.
+
+:func:`summarize` reads only the trainer's state and the run's identity, so the same
+summary comes out of an uninterrupted run and of one resumed from a checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rcnnexp.config import Config
+from rcnnexp.config.root import PaperResult
+from rcnnexp.engine.build import count_params
+from rcnnexp.engine.logger import flatten
+from rcnnexp.engine.trainer import Trainer
+from rcnnexp.models.base import ImageClassifier
+
+
+def summarize(typed: Config, identity: dict[str, Any], model: ImageClassifier, flops: int,
+              trainer: Trainer) -> dict[str, Any]:
+    """results.json: the run's identity, its best-epoch metrics, and what it cost.
+
+    ``identity`` holds what the command line knows: ``model``, ``dataset``, ``experiment``
+    (the chosen options), ``overrides`` and ``run_dir``.
+    """
+    state = trainer.state
+    history = state.history
+    best = next((r for r in history if r["epoch"] == state.best_epoch), history[-1])
+    last = history[-1]
+    train_time = sum(r["epoch_time_s"] for r in history)
+    images = sum(r["images_per_s"] * r["epoch_time_s"] for r in history)
+    top1, top5 = best.get("test_top1"), best.get("test_top5")
+    results = {
+        "name": typed.name,
+        "model": identity.get("model", type(model).__name__),
+        "arch": model.arch,
+        "dataset": identity.get("dataset", type(typed.dataset).__name__),
+        "experiment": identity.get("experiment"),
+        "params": count_params(model),
+        "trainable_params": count_params(model, trainable_only=True),
+        "flops": flops,
+        "epochs": len(history),
+        "best_epoch": state.best_epoch,
+        "test_top1": top1,
+        "test_top5": top5,
+        "test_error": None if top1 is None else 100.0 - top1,
+        "test_top5_error": None if top5 is None else 100.0 - top5,
+        "best_val_top1": state.best_val_top1,
+        "last_test_top1": last.get("test_top1"),
+        "train_top1": last["train_top1"],
+        "train_loss": last["train_loss"],
+        "train_images": trainer.data.num_examples("train"),
+        "stopped_early": trainer.stopped_early,
+        "wall_s": trainer.elapsed_s,
+        "train_s": train_time,
+        "images_per_s": images / max(train_time, 1e-9),
+        "seed": typed.trainer.seed,
+        "device": str(trainer.runtime.device),
+        "precision": trainer.runtime.precision,
+        "overrides": list(identity.get("overrides", [])),
+        "run_dir": str(identity.get("run_dir", "")),
+    }
+    results["paper"] = None if typed.paper is None else paper_versus_run(typed.paper, results)
+    return results
+
+
+def paper_versus_run(paper: PaperResult, results: dict[str, Any]) -> dict[str, Any]:
+    """The paper's row and numbers for this run's dataset, ours in the same metrics beside them.
+
+    A run on a dataset the row reports nothing for (``experiment=recnet/t2b_e8
+    dataset=svhn``) keeps the row with an empty comparison.
+    """
+    dataset = results.get("dataset")
+    compared = []
+    for v in paper.values:
+        if v.dataset != dataset:
+            continue
+        ours = results.get(v.metric.value)
+        compared.append({"metric": v.metric.value, "value": v.value, "ours": ours,
+                         "difference": None if ours is None else ours - v.value})
+    return {"paper": paper.paper, "table": paper.table, "row": paper.row, "dataset": dataset,
+            "reported_on": sorted({v.dataset for v in paper.values}), "metrics": compared}
+
+
+def hparams_of(plain: dict[str, Any], typed: Config) -> dict[str, Any]:
+    """The hyper-parameters shown in TensorBoard: every config value but bookkeeping."""
+    flat = flatten({k: v for k, v in plain.items() if k != "paper"})
+    skip = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.log_every",
+            "dataset.root", "dataset.download")
+    return {k: v for k, v in flat.items() if not k.startswith(skip) and not k.endswith("_target_")
+            } | {"name": typed.name}

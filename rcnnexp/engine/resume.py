@@ -1,0 +1,145 @@
+"""Continuing a run: where it stopped, whether a checkpoint fits it, and how to say so.
+
+A run is resumed from its last checkpoint (``trainer.resume=auto``) or from a given one
+(``trainer.resume=PATH``); a run directory that holds a run is never trained into afresh.
+Signals that end training (Ctrl-C, SIGTERM from a scheduler) become :class:`Interrupted`,
+after which the CLI prints the command that continues the run.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rcnnexp.engine.checkpoint import config_differences, load_checkpoint
+from rcnnexp.engine.stages import Stage
+from rcnnexp.errors import CheckpointError, ConfigError
+
+# keys that may differ between a checkpoint and the run that resumes it
+RESUMABLE_CHANGES = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.device",
+                     "trainer.eval_batch_size", "trainer.log_every", "trainer.epochs")
+
+
+@dataclass
+class ResumePoint:
+    """The stage a run (re)starts with, and the checkpoint it continues from, if any."""
+
+    stage: int = 0
+    path: Path | None = None
+    checkpoint: dict[str, Any] | None = None
+
+
+def holds_a_run(stage: Stage) -> bool:
+    return ((stage.directory / "checkpoints" / "last.pt").exists()
+            or (stage.directory / "results.json").exists())
+
+
+def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
+    """Where to (re)start, refusing to start over an earlier run.
+
+    ``auto`` continues the latest stage that has a checkpoint, or starts the stage after
+    the last one that finished (between stages: none of the next has been written yet).
+    """
+    run_dir = stages[-1].directory
+    if resume is None:
+        if any(holds_a_run(s) for s in stages):
+            raise ConfigError(f"run directory {run_dir} already holds a run; continue it with "
+                              "trainer.resume=auto, or start a new run in another directory "
+                              "(hydra.run.dir=...)")
+        return ResumePoint()
+    if resume == "auto":
+        for i in reversed(range(len(stages))):
+            last = stages[i].directory / "checkpoints" / "last.pt"
+            if last.exists():
+                return ResumePoint(i, last, load_checkpoint(last))
+            if i > 0 and (stages[i - 1].directory / "results.json").exists():
+                return ResumePoint(i)
+        return ResumePoint()
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path
+    if not path.is_file():
+        raise CheckpointError(f"trainer.resume={resume}: no checkpoint there (expected a .pt "
+                              "file such as <run dir>/checkpoints/last.pt, or 'auto')")
+    ckpt = load_checkpoint(path)
+    names = [s.name for s in stages]
+    stage = ckpt.get("stage", "train")
+    if stage not in names:
+        raise CheckpointError(f"trainer.resume={resume} is a checkpoint of a {stage!r} stage; "
+                              f"this run's stages are {', '.join(names)} (trainer.retrain "
+                              "decides them)")
+    return ResumePoint(names.index(stage), path, ckpt)
+
+
+def finished_tune(stages: list[Stage], point: ResumePoint) -> dict[str, Any] | None:
+    """Stage 1's results when the run (re)starts after it: from the stage-2 checkpoint, or
+    from the results.json stage 1 wrote."""
+    if point.stage == 0:
+        return None
+    if point.checkpoint is not None and "tune" in point.checkpoint:
+        return dict(point.checkpoint["tune"])
+    path = stages[point.stage - 1].directory / "results.json"
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path} cannot be read ({err}); it holds stage 1's results, "
+                              "which stage 2 needs: delete the run directory's checkpoints/ "
+                              "to redo stage 2, or the whole directory to start over") from None
+
+
+def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path) -> None:
+    """A resumed run must be configured as the run that wrote the checkpoint."""
+    diffs = [d for d in config_differences(ckpt.get("config", {}), plain)
+             if not d.startswith(RESUMABLE_CHANGES)]
+    if not diffs:
+        return
+    overrides = " ".join(ckpt.get("overrides", [])) or "(none)"
+    raise CheckpointError(
+        f"checkpoint {source} was written by a run with another config:\n  "
+        + "\n  ".join(diffs[:10])
+        + f"\nResume with the overrides that run started with: {overrides}")
+
+
+def resume_hint(overrides: list[str], run_dir: Path, resumable: bool) -> str:
+    """The command that continues an interrupted run (shell-quoted), or why there is none."""
+    if not resumable:
+        return "no epoch completed, nothing to resume"
+    args = [o for o in overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
+    command = ["rcnnexp", "train", *args, "trainer.resume=auto", f"hydra.run.dir={run_dir}"]
+    return "continue with: " + " ".join(shlex.quote(a) for a in command)
+
+
+class Interrupted(BaseException):
+    """SIGTERM or Ctrl-C during training (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.exit_code = 128 + signum
+
+
+@contextmanager
+def signals_raise_interrupted() -> Iterator[None]:
+    """Turn SIGTERM (schedulers, `kill`) into :class:`Interrupted` while training."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise Interrupted(signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+__all__ = ["Interrupted", "ResumePoint", "check_same_run", "finished_tune", "resume_hint",
+           "resume_point", "signals_raise_interrupted"]
