@@ -38,13 +38,18 @@ commands:
           [output=FILE.json] [overrides]
   info    describe a model without training: rcnnexp info [overrides]
           (a layer table, then one JSON line with params and FLOPs)
+  report  runs against the papers' tables: rcnnexp report [RUN_OR_SWEEP_DIR ...] [out=DIR]
+          (Markdown, CSV and PNG figures in a new folder; default outputs/reports/DATE/TIME)
 
 examples:
   rcnnexp train                          # RCNN on the embedded digits, on CPU
   rcnnexp train model.K=64 trainer.epochs=5
   rcnnexp train -m model.K=32,64         # a sweep, one run directory per job
+  rcnnexp train -m table=rcnn/t4 trainer.seed=0,1,2   # a paper's table, three seeds a row
+  rcnnexp train -m table=rcnn/t4 --dry-run            # list those jobs, run nothing
   rcnnexp info model.K=160
   rcnnexp eval checkpoint=outputs/DATE/TIME/checkpoints/best.pt
+  rcnnexp report outputs/multirun/DATE/TIME out=reports/t4
 """
 
 
@@ -75,10 +80,18 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 # -- train --------------------------------------------------------------------------------------
+MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
 def train_command(args: list[str]) -> None:
     import hydra
 
     check_experiment_names(args)
+    multirun = any(a in MULTIRUN_FLAGS for a in args)
+    check_table_is_swept(args, multirun)
+    if "--dry-run" in args or (multirun and _cfg_job(args)):
+        list_jobs([a for a in args if a not in (*MULTIRUN_FLAGS, "--dry-run")], multirun)
+        return
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
@@ -221,8 +234,18 @@ def check_experiment_names(overrides: Sequence[str]) -> None:
                   f"(docs/experiments.md says which paper row each one is):\n{listing}")
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """Compose ``conf/config.yaml`` with overrides, as `train` would, minus Hydra's runtime."""
+def check_table_is_swept(overrides: Sequence[str], multirun: bool) -> None:
+    """``table=NAME`` only sets a sweep's jobs: without ``-m`` it would train the default."""
+    table = next((o for o in overrides if _override_key(o) == "table"
+                  and o.partition("=")[2] not in ("", "null")), None)
+    if table is not None and not multirun:
+        _fail(f"{table} runs every row of a table as a sweep: add -m (rcnnexp train -m "
+              f"{table} [trainer.seed=0,1,2]); for one row use experiment=<paper>/<row>")
+
+
+def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
+    """Compose ``conf/config.yaml`` with overrides, as `train` would, minus Hydra's runtime
+    (``hydra_node``: keep Hydra's own node, e.g. for the sweeper's params)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -231,11 +254,67 @@ def compose(overrides: list[str]) -> DictConfig:
     check_experiment_names(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-            return hydra_compose(config_name="config", overrides=overrides)
+            return hydra_compose(config_name="config", overrides=overrides,
+                                 return_hydra_config=hydra_node)
     except (HydraException, OmegaConfBaseException) as err:
         # Hydra appends its search path to "not found" errors: noise for a user
         _fail(str(err).split("Config search path:")[0].strip())
         raise  # unreachable: _fail exits
+
+
+def _cfg_job(args: Sequence[str]) -> bool:
+    return any(a in ("--cfg", "-c") for a in args)
+
+
+def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """Each job's overrides, in order, exactly as ``-m`` would launch them: the sweeper's
+    ``params`` from the config (a table's rows), then the command line's (which win on the
+    same key), as a cartesian product by Hydra's own basic sweeper."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+        if not multirun:
+            return [overrides]
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        params = compose(fixed, hydra_node=True).hydra.sweeper.params or {}
+        everything = parser.parse_overrides([*(f"{k}={v}" for k, v in params.items()),
+                                             *overrides])
+        [jobs] = BasicSweeper.split_arguments(everything, None)
+    except HydraException as err:
+        _fail(str(err).splitlines()[0])
+    return jobs
+
+
+def list_jobs(args: list[str], multirun: bool) -> None:
+    """``--dry-run``: one line per job (its overrides, and its config's validity), or with
+    ``--cfg job`` each job's composed config; nothing runs and nothing is written."""
+    from omegaconf import OmegaConf
+
+    from rcnnexp.config import validate
+
+    show_config = _cfg_job(args)
+    overrides = [a for a in args if a.partition("=")[1] and not a.startswith("-")]
+    jobs = sweep_jobs(overrides, multirun)
+    invalid = 0
+    for num, job in enumerate(jobs):
+        cfg = compose(job)
+        try:
+            validate(cfg)
+            status = ""
+        except UserError as err:
+            invalid += 1
+            status = f"  -> invalid: {err}"
+        print(f"#{num} {' '.join(job)}{status}")
+        if show_config:
+            print(OmegaConf.to_yaml(cfg))
+    print(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}"
+          + (f", {invalid} invalid" if invalid else "") + " (dry run: nothing was run)")
+    if invalid:
+        sys.exit(2)
 
 
 def eval_command(args: list[str]) -> None:
@@ -304,6 +383,24 @@ def info_command(args: list[str]) -> None:
     print(json.dumps(summary))
 
 
+def report_command(args: list[str]) -> None:
+    from rcnnexp.report import default_out, write_report
+
+    own, rest = _split_args(args, ("out",))
+    odd = [a for a in rest if a.startswith("-") or "=" in a]
+    if odd:
+        _fail(f"report takes directories and out=DIR, not {odd[0]!r} (rcnnexp report "
+              "[RUN_OR_SWEEP_DIR ...] [out=DIR])")
+    paths = [Path(a) for a in rest] or [Path("outputs")]
+    out = Path(own["out"]) if own.get("out") else default_out()
+    try:
+        markdown = write_report(paths, out, CONF_DIR, " ".join(["rcnnexp report", *args]))
+    except UserError as err:
+        _fail(str(err), err.exit_code)
+    figures = len(list(out.glob("*.png")))
+    print(f"report: {markdown} (with rows.csv, runs.csv and {figures} figures in {out})")
+
+
 def _plain_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
@@ -312,4 +409,5 @@ COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": train_command,
     "eval": eval_command,
     "info": info_command,
+    "report": report_command,
 }

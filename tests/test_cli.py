@@ -2,33 +2,26 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, RCNNEXP, REPO, assert_clean_error, cli_env, run_cli
+from conftest import (
+    QUICK,
+    assert_clean_error,
+    assert_same_run,
+    read_csv,
+    run_cli,
+    scalars,
+    start_train,
+    wait_for,
+)
 
 RESULT_KEYS = {"model", "dataset", "params", "epochs", "best_epoch", "test_top1", "test_top5",
                "best_val_top1", "wall_s", "images_per_s"}
-TIME_COLUMNS = {"epoch_time_s", "images_per_s"}
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +74,7 @@ def test_tensorboard_has_curves_and_hparams(quick_run) -> None:
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     run_dir, _ = quick_run
-    tags = scalars(run_dir)
+    tags = scalars(run_dir / "tb")
     steps = 2 * (1259 // 128)
     assert [s for s, _ in tags["train/lr"]] == list(range(1, steps + 1))  # every step
     for tag in ("train/loss", "train/top1", "val/top1", "val/top5", "test/top1", "test/top5",
@@ -187,27 +180,6 @@ def test_bad_input_gets_a_clear_message(args: list[str], needles: list[str],
     assert not (run_dir / "checkpoints").exists()
 
 
-def _start(args: list[str]) -> subprocess.Popen[str]:
-    """A training run in the background. Its SIGINT is set back to the default first: a shell
-    without job control starts background jobs (a CI runner's, say) with SIGINT ignored, and
-    the child would inherit that and never see the test's Ctrl-C."""
-    return subprocess.Popen([str(RCNNEXP), "train", *args], cwd=REPO, text=True,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=_default_sigint)
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def _wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-
-
 RESUME_ARGS = ("model.K=8", "model.T=1", "trainer.epochs=5", "trainer.batch_size=32",
                "trainer.progress=false")
 
@@ -220,24 +192,11 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-def assert_same_run(a: Path, b: Path) -> None:
-    rows_a, rows_b = read_csv(a / "metrics.csv"), read_csv(b / "metrics.csv")
-    strip = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_a]
-    assert strip == [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_b]
-    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
-    for key in ("test_top1", "test_top5", "best_val_top1", "best_epoch", "train_loss"):
-        assert ra[key] == rb[key], key
-    wa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)["model"]
-    wb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert [s for s, _ in scalars(a)["train/lr"]] == [s for s, _ in scalars(b)["train/lr"]]
-
-
 def test_resume_after_kill_9_equals_an_uninterrupted_run(uninterrupted: Path,
                                                          tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    proc = _start([*RESUME_ARGS, f"hydra.run.dir={run_dir}"])
-    _wait_for(run_dir / "checkpoints" / "last.pt", proc)
+    proc = start_train([*RESUME_ARGS, f"hydra.run.dir={run_dir}"])
+    wait_for(run_dir / "checkpoints" / "last.pt", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (run_dir / "results.json").exists(), "the run ended before it was killed"
@@ -253,8 +212,8 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(uninterrupted: Path,
 def test_sigterm_and_ctrl_c_stop_cleanly_and_resume(uninterrupted: Path, tmp_path: Path,
                                                     sig: signal.Signals, code: int) -> None:
     run_dir = tmp_path / "run"
-    proc = _start([*RESUME_ARGS, f"hydra.run.dir={run_dir}"])
-    _wait_for(run_dir / "checkpoints" / "last.pt", proc)
+    proc = start_train([*RESUME_ARGS, f"hydra.run.dir={run_dir}"])
+    wait_for(run_dir / "checkpoints" / "last.pt", proc)
     proc.send_signal(sig)
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == code, out

@@ -4,13 +4,12 @@ end-to-end training and fine-tuning through the CLI."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_clean_error, compose_config, run_cli
+from conftest import assert_clean_error, compose_config, run_cli, train_run
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
@@ -212,22 +211,16 @@ TINY = ("model.channels=[8,8,8,8,8]", "model.fc=16", "dataset.image_size=55",
 CRNN_TINY = ("model=crnn", "model.hidden=8", *TINY)
 
 
-def train(run_dir: Path, *args: str) -> dict:
-    proc = run_cli("train", *args, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads((run_dir / "results.json").read_text())
-
-
 @pytest.fixture(scope="module")
 def crnn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("crnn") / "run"
-    results = train(run_dir, *CRNN_TINY)
+    results = train_run(run_dir, *CRNN_TINY)
     assert results["arch"] == "C-RNN4" and results["test_top1"] is not None
     return run_dir
 
 
 def test_alexnet_trains_end_to_end(tmp_path: Path) -> None:
-    results = train(tmp_path / "run", "model=alexnet", *TINY)
+    results = train_run(tmp_path / "run", "model=alexnet", *TINY)
     assert results["arch"] == "AlexNet" and results["test_top1"] is not None
 
 
@@ -235,7 +228,7 @@ def test_fine_tuning_trains_only_the_rnn_and_the_classifier(crnn_run: Path,
                                                             tmp_path: Path) -> None:
     """MIT Indoor's protocol: every frozen tensor is bit-identical after training."""
     source = crnn_run / "checkpoints" / "last.pt"
-    train(tmp_path / "run", *CRNN_TINY, f"finetune.checkpoint={source}",
+    train_run(tmp_path / "run", *CRNN_TINY, f"finetune.checkpoint={source}",
           "finetune.trainable=[rnn,classifier]")
     before = torch.load(source, weights_only=True)["model"]
     after = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]

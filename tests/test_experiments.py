@@ -7,11 +7,10 @@ missing row, a typo in a number or a preset that builds the wrong model fails he
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, compose_config, run_cli
+from conftest import assert_clean_error, compose_config, run_cli, train_run
 from omegaconf import DictConfig, OmegaConf
 from tiny_data import TINY_OVERRIDES, write_cifar100, write_imagenet_folders, write_mit_indoor
 
@@ -200,18 +199,13 @@ TINY_CRNN = ("model.channels=[8,8,8,8,8]", "model.fc=16", "model.hidden=8", "tra
              "dataset.download=false")
 
 
-def _train(run_dir: Path, *args: str) -> dict:
-    proc = run_cli("train", *args, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return json.loads((run_dir / "results.json").read_text())
-
-
 def test_recnet_row_runs_and_reports_beside_the_paper(tmp_path: Path) -> None:
     write_cifar100(tmp_path / "data")
-    results = _train(tmp_path / "run", "experiment=recnet/t2b_e1", f"dataset.root={tmp_path}/data",
-                     "dataset.download=false", "model.S=[2,2,2]", "model.d=[2,2,2]",
-                     "trainer.epochs=1", "schedule.restarts=[]", "trainer.batch_size=16",
-                     "trainer.progress=false", *TINY_OVERRIDES["cifar100"])
+    results = train_run(tmp_path / "run", "experiment=recnet/t2b_e1",
+                        f"dataset.root={tmp_path}/data", "dataset.download=false",
+                        "model.S=[2,2,2]", "model.d=[2,2,2]", "trainer.epochs=1",
+                        "schedule.restarts=[]", "trainer.batch_size=16",
+                        "trainer.progress=false", *TINY_OVERRIDES["cifar100"])
     assert results["experiment"] == "recnet/t2b_e1" and results["name"] == "recnet-t2b-e1"
     [compared] = results["paper"]["metrics"]
     assert (results["paper"]["table"], results["paper"]["dataset"], compared["metric"],
@@ -226,12 +220,13 @@ def test_crnn_rows_chain_ilsvrc_training_into_fine_tuning(tmp_path: Path) -> Non
     data = tmp_path / "data"
     write_imagenet_folders(data)
     write_mit_indoor(data)
-    ilsvrc = _train(tmp_path / "ilsvrc", "experiment=crnn/t1_crnn_10views", f"dataset.root={data}",
-                    *TINY_CRNN, *TINY_OVERRIDES["imagenet"])
+    ilsvrc = train_run(tmp_path / "ilsvrc", "experiment=crnn/t1_crnn_10views",
+                       f"dataset.root={data}", *TINY_CRNN, *TINY_OVERRIDES["imagenet"])
     assert [m["metric"] for m in ilsvrc["paper"]["metrics"]] == ["test_error", "test_top5_error"]
     checkpoint = tmp_path / "ilsvrc" / "checkpoints" / "last.pt"
-    tuned = _train(tmp_path / "mit", "experiment=crnn/t3_crnn_finetune", f"dataset.root={data}",
-                   f"finetune.checkpoint={checkpoint}", *TINY_CRNN, *TINY_OVERRIDES["mitindoor"])
+    tuned = train_run(tmp_path / "mit", "experiment=crnn/t3_crnn_finetune",
+                      f"dataset.root={data}", f"finetune.checkpoint={checkpoint}", *TINY_CRNN,
+                      *TINY_OVERRIDES["mitindoor"])
     [compared] = tuned["paper"]["metrics"]
     assert (compared["metric"], compared["value"]) == ("test_top1", 65.07)
     assert tuned["trainable_params"] < tuned["params"]

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-from conftest import REPO
 
 from rcnnexp.config.root import PaperMetric, PaperResult, PaperValue
 from rcnnexp.engine.results import paper_versus_run
@@ -53,34 +47,3 @@ def test_a_run_without_a_test_split_has_no_number_to_compare() -> None:
     got = paper_versus_run(_row(("cifar10", "test_error", 25.0)),
                            {"dataset": "cifar10", "test_error": None})
     assert got["metrics"][0]["difference"] is None
-
-
-def test_report_lists_runs_with_a_paper_row(tmp_path: Path) -> None:
-    row = _row(("cifar10", "test_error", 25.0))
-    runs = {"a": {"test_error": 24.5, "dataset": "cifar10"},
-            "b": {"test_error": None, "dataset": "cifar10"},
-            "d": {"test_error": 3.0, "dataset": "svhn"}}  # a dataset the row has no number for
-    for name, results in runs.items():
-        (tmp_path / name).mkdir()
-        summary = {**results, "epochs": 3, "run_dir": name, "paper": paper_versus_run(row, results)}
-        (tmp_path / name / "results.json").write_text(json.dumps(summary))
-    (tmp_path / "c").mkdir()  # a plain run: counted, not listed
-    (tmp_path / "c" / "results.json").write_text(json.dumps({"paper": None}))
-    out = _report(tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert ("| RecNets | 2b | e = 8 | cifar10 | test_error | 25.00 | 24.50 | -0.50 | 3 | a |"
-            in out.stdout)
-    assert "| 25.00 | — | — | 3 | b |" in out.stdout
-    assert "| RecNets | 2b | e = 8 | svhn | (paper: cifar10) | — | — | — | 3 | d |" in out.stdout
-    assert "3 runs with a paper row, 1 without." in out.stdout
-
-
-def test_report_without_paper_runs_says_what_to_run(tmp_path: Path) -> None:
-    out = _report(tmp_path)
-    assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "experiment=<paper>/<row>" in out.stderr
-
-
-def _report(*dirs: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), *map(str, dirs)],
-                          capture_output=True, text=True, check=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rcnnexp.config.checks import require
 
@@ -15,6 +15,9 @@ class FinetuneConfig:
     # names of the model's parts that keep learning (`rcnnexp info` lists them), e.g.
     # [rnn, classifier] for C-RNN on MIT Indoor; null: every part learns
     trainable: list[str] | None = None
+    # trained models by model option, for sweeps whose rows start from different ones: a
+    # preset takes its model's (C-RNN's tables: finetune.pretrained.crnn=PATH, ...alexnet=PATH)
+    pretrained: dict[str, str | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require(self.trainable is None or len(self.trainable) > 0,

@@ -43,6 +43,11 @@ class PaperResult:
     table: str = MISSING  # as the paper numbers it: "2", "2b", ...
     row: str = MISSING  # the row's label in that table
     values: list[PaperValue] = MISSING
+    # the row's parameter count as the paper prints it (471K: 471000), where it prints one
+    params: int | None = None
+    # the decimals the paper reports its numbers to (all three papers: two); a difference
+    # smaller than half the last one is within the paper's precision
+    decimals: int = 2
 
     def __post_init__(self) -> None:
         require(len(self.values) > 0, f"paper.values of {self.paper} table {self.table} row "

@@ -79,7 +79,8 @@ def paper_versus_run(paper: PaperResult, results: dict[str, Any]) -> dict[str, A
         compared.append({"metric": v.metric.value, "value": v.value, "ours": ours,
                          "difference": None if ours is None else ours - v.value})
     return {"paper": paper.paper, "table": paper.table, "row": paper.row, "dataset": dataset,
-            "reported_on": sorted({v.dataset for v in paper.values}), "metrics": compared}
+            "reported_on": sorted({v.dataset for v in paper.values}), "params": paper.params,
+            "decimals": paper.decimals, "metrics": compared}
 
 
 def hparams_of(plain: dict[str, Any], typed: Config) -> dict[str, Any]:

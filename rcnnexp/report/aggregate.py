@@ -1,0 +1,137 @@
+"""From runs to what a paper's table reports: ours as mean ± std over runs beside the paper's
+number, with a verdict; and, for any sweep, which keys it swept.
+
+A table row's number is matched by the paper, table and row a run's results.json names
+(its experiment preset) and by the run's dataset; every run that matches is one value
+(seeds, SUN397's partitions, ...), so ``n`` counts them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rcnnexp.report.catalogue import PaperNumber, PaperRow, PaperTable
+from rcnnexp.report.runs import Run
+
+# verdicts, from best to worst
+WITHIN_PRECISION = "within the paper's precision"
+WITHIN_HALF_POINT = "within ±0.5 pt"
+OUTSIDE = "outside ±0.5 pt"
+NOT_RUN = "not run yet"
+HALF_POINT = 0.5
+
+
+@dataclass
+class RowResult:
+    """One number of a paper's table row (a dataset and a metric), and ours."""
+
+    table: PaperTable
+    row: PaperRow
+    number: PaperNumber
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def values(self) -> list[float]:
+        return [v for r in self.runs if (v := r.metric(self.number.metric)) is not None]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """The sample standard deviation over runs (None for fewer than two)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.mean is None else self.mean - self.number.value
+
+    @property
+    def verdict(self) -> str:
+        return verdict(self.difference, self.row.decimals)
+
+
+def verdict(difference: float | None, decimals: int) -> str:
+    """How close ours is: within half the paper's last reported digit, within half a
+    percentage point, or outside."""
+    if difference is None:
+        return NOT_RUN
+    if abs(difference) <= 0.5 * 10.0**-decimals + 1e-9:
+        return WITHIN_PRECISION
+    if abs(difference) <= HALF_POINT + 1e-9:
+        return WITHIN_HALF_POINT
+    return OUTSIDE
+
+
+def match_rows(tables: list[PaperTable], runs: list[Run]) -> list[RowResult]:
+    """Every number of every table, with the runs that reproduce it (maybe none)."""
+    results = [RowResult(t, r, n) for t in tables for r in t.rows for n in r.numbers]
+    index = {(x.row.paper, x.row.table, x.row.row, x.number.dataset): [] for x in results}
+    for x in results:
+        index[(x.row.paper, x.row.table, x.row.row, x.number.dataset)].append(x)
+    for run in runs:
+        p = run.paper
+        if not p:
+            continue
+        for x in index.get((p["paper"], p["table"], p["row"], run.results.get("dataset")), []):
+            x.runs.append(run)
+    return results
+
+
+def unmatched_paper_runs(rows: list[RowResult], runs: list[Run]) -> list[Run]:
+    """Runs of a paper row that no table lists (a renamed row, a dataset it has no number
+    for): reported on their own rather than dropped."""
+    matched = {id(r) for x in rows for r in x.runs}
+    return [r for r in runs if r.paper and id(r) not in matched]
+
+
+@dataclass
+class Sweep:
+    directory: Path
+    runs: list[Run]
+    keys: list[str]  # the overrides whose values differ between its jobs
+
+    def value(self, run: Run, key: str) -> str:
+        return run.overrides().get(key, "")
+
+    def numeric_keys(self) -> list[str]:
+        """Swept keys whose every value is a number (they get a plot); not the seed, whose
+        runs are repeats rather than settings."""
+        out = []
+        for key in self.keys:
+            if key.endswith("seed"):
+                continue
+            try:
+                [float(self.value(r, key)) for r in self.runs]
+            except ValueError:
+                continue
+            out.append(key)
+        return out
+
+
+def find_sweeps(runs: list[Run]) -> list[Sweep]:
+    """The sweeps among ``runs`` (jobs of one ``-m``), each with the keys it swept."""
+    by_dir: dict[Path, list[Run]] = {}
+    for run in runs:
+        if run.sweep is not None:
+            by_dir.setdefault(run.sweep, []).append(run)
+    sweeps = []
+    for directory, members in by_dir.items():
+        keys: list[str] = []
+        for run in members:
+            keys += [k for k in run.overrides() if k not in keys]
+        swept = [k for k in keys
+                 if len({r.overrides().get(k, "") for r in members}) > 1]
+        sweeps.append(Sweep(directory, members, swept))
+    return sweeps
+
+
+__all__ = ["NOT_RUN", "OUTSIDE", "WITHIN_HALF_POINT", "WITHIN_PRECISION", "RowResult", "Sweep",
+           "find_sweeps", "match_rows", "unmatched_paper_runs", "verdict"]

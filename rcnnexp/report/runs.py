@@ -1,0 +1,93 @@
+"""Finished runs on disk: what ``rcnnexp train`` wrote into each run directory.
+
+A run is a directory with a ``results.json`` (a single run, or a job of a sweep, whose
+sweep folder holds Hydra's ``multirun.yaml``). A run of two stages (``trainer.retrain``)
+is one run: its ``results.json`` reports the retrained model and its ``tune/`` folder the
+first stage, whose curves the report also draws.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rcnnexp.errors import UserError
+
+
+@dataclass
+class Run:
+    directory: Path
+    results: dict[str, Any]
+    history: list[dict[str, float]]  # metrics.csv: one row per epoch
+    tune_history: list[dict[str, float]]  # tune/metrics.csv of a two-stage run, else []
+    sweep: Path | None  # the sweep folder this run is a job of
+
+    @property
+    def paper(self) -> dict[str, Any] | None:
+        return self.results.get("paper")
+
+    def overrides(self) -> dict[str, str]:
+        """The command line's ``key=value`` overrides (later ones win), keys without +/~."""
+        out = {}
+        for item in self.results.get("overrides", []):
+            key, sep, value = str(item).partition("=")
+            if sep:
+                out[key.lstrip("+~")] = value
+        return out
+
+    def metric(self, name: str) -> float | None:
+        value = self.results.get(name)
+        return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """metrics.csv as numbers (empty cells left out); [] when there is none."""
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        rows = []
+        for row in csv.DictReader(fh):
+            parsed = {}
+            for key, value in row.items():
+                try:
+                    parsed[key] = float(value)
+                except (TypeError, ValueError):
+                    continue
+            rows.append(parsed)
+    return rows
+
+
+def load_run(directory: Path) -> Run | None:
+    """The run in ``directory``, or None for what is not one (a stage, unreadable JSON)."""
+    try:
+        results = json.loads((directory / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(results, dict) or results.get("stage") == "tune":
+        return None  # stage 1 of a two-stage run belongs to the run around it
+    sweep = directory.parent if (directory.parent / "multirun.yaml").is_file() else None
+    return Run(directory, results, read_history(directory / "metrics.csv"),
+               read_history(directory / "tune" / "metrics.csv"), sweep)
+
+
+def find_runs(paths: list[Path]) -> list[Run]:
+    """Every run under ``paths`` (run directories, sweep folders or any folder above them),
+    each once, in path order."""
+    missing = [str(p) for p in paths if not p.is_dir()]
+    if missing:
+        raise UserError(f"no such directory: {', '.join(missing)} (give run or sweep "
+                        "directories, e.g. outputs/multirun/DATE/TIME)")
+    seen: dict[Path, Run] = {}
+    for root in paths:
+        for found in sorted(root.rglob("results.json")):
+            directory = found.parent.resolve()
+            if directory not in seen and (run := load_run(found.parent)) is not None:
+                seen[directory] = run
+    return list(seen.values())
+
+
+__all__ = ["Run", "find_runs", "load_run", "read_history"]

@@ -1,0 +1,292 @@
+"""``rcnnexp report``: runs in, a folder out (README.md, rows.csv, runs.csv, PNG figures).
+
+The Markdown is what a paper's results section needs: per table, each row's number beside
+ours (mean ± std over runs, n, difference, verdict) and a figure; RecNets' size-accuracy
+plot; training curves; for every sweep, its swept keys against the final metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rcnnexp.errors import UserError
+from rcnnexp.report import plots
+from rcnnexp.report.aggregate import (
+    RowResult,
+    Sweep,
+    find_sweeps,
+    match_rows,
+    unmatched_paper_runs,
+)
+from rcnnexp.report.catalogue import PaperTable, load_tables
+from rcnnexp.report.runs import Run, find_runs
+
+SIZE_TABLES = ("recnet/t3", "recnet/t4")  # RecNets' size-accuracy comparison
+
+
+def default_out() -> Path:
+    now = _dt.datetime.now()
+    return Path("outputs") / "reports" / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+
+
+def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str) -> Path:
+    """Gather the runs under ``paths`` and write the report into ``out`` (created; refused
+    when it already holds files); returns the Markdown file."""
+    runs = find_runs(list(paths))
+    if not runs:
+        raise UserError(f"no finished run (results.json) under {', '.join(map(str, paths))}; "
+                        "give run or sweep directories written by `rcnnexp train`")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"out={out} already holds files; choose a new folder (nothing there "
+                        "is overwritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    tables = load_tables(conf_dir)
+    rows = match_rows(tables, runs)
+    sweeps = find_sweeps(runs)
+    lines = _header(command, runs, paths)
+    lines += _tables_section(tables, rows, out)
+    lines += _size_section(rows, out)
+    lines += _unmatched_section(unmatched_paper_runs(rows, runs))
+    lines += _curves_section(tables, rows, runs, sweeps, out)
+    lines += _sweeps_section(sweeps, out)
+    lines += _runs_section(runs)
+    _write_rows_csv(rows, out / "rows.csv")
+    _write_runs_csv(runs, out / "runs.csv")
+    markdown = out / "README.md"
+    markdown.write_text("\n".join(lines) + "\n")
+    return markdown
+
+
+# -- formatting ---------------------------------------------------------------------------------
+def _num(value: float | None, sign: bool = False, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def _ours(r: RowResult) -> str:
+    if r.mean is None:
+        return "—"
+    return _num(r.mean) if r.std is None else f"{_num(r.mean)} ± {_num(r.std)}"
+
+
+def _path(p: Path) -> str:
+    try:
+        return os.path.relpath(p)
+    except ValueError:
+        return str(p)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
+def _run_label(run: Run) -> str:
+    """``sweep/job: experiment (seed s)``, short enough for a legend."""
+    seed = run.results.get("seed")
+    name = run.directory.name if run.sweep is None else f"{run.sweep.name}/{run.directory.name}"
+    if run.results.get("experiment"):
+        name += f": {run.results['experiment']}"
+    return f"{name} (seed {seed})" if seed is not None else name
+
+
+def _best_val(run: Run) -> float | None:
+    """The best validation top-1 (a two-stage run's, from its tuning stage)."""
+    tune = run.results.get("tune") or {}
+    return run.metric("best_val_top1") or tune.get("best_val_top1")
+
+
+def _wall(run: Run) -> float | None:
+    """Wall time of the whole run (both stages of a two-stage run)."""
+    tune = run.results.get("tune") or {}
+    return (run.metric("wall_s") or 0.0) + float(tune.get("wall_s") or 0.0) or None
+
+
+# -- sections -----------------------------------------------------------------------------------
+def _header(command: str, runs: list[Run], paths: Sequence[Path]) -> list[str]:
+    with_paper = sum(1 for r in runs if r.paper)
+    return [
+        "# Reproduction report", "",
+        f"Written by `{command}` on {_dt.date.today().isoformat()} from {len(runs)} run"
+        f"{'s' if len(runs) != 1 else ''} ({with_paper} of a paper's table row) under "
+        f"{', '.join(f'`{_path(p)}`' for p in paths)}.", "",
+        "Ours is the mean ± sample standard deviation over the n runs of a row (seeds, "
+        "SUN397's partitions). The verdict compares that mean with the paper's number: "
+        "within the paper's precision (half its last reported digit), within ±0.5 "
+        "percentage points, or outside. Numbers are percentages in the paper's metric.", ""]
+
+
+def _tables_section(tables: list[PaperTable], rows: list[RowResult], out: Path) -> list[str]:
+    lines = ["## The papers' tables", ""]
+    idle = []
+    for table in tables:
+        mine = [r for r in rows if r.table is table]
+        if not any(r.runs for r in mine):
+            idle.append(f"{table.label} (`table={table.name}`, {len(table.rows)} rows)")
+            continue
+        lines += [f"### {table.label}", "", table.title, "",
+                  "| Row | Dataset | Metric | Paper | Ours | n | Ours − paper | Verdict |",
+                  "|---|---|---|---:|---:|---:|---:|---|"]
+        for r in mine:
+            lines.append(f"| {r.row.row} | {r.number.dataset} | {r.number.metric} | "
+                         f"{r.number.value:.{r.row.decimals}f} | {_ours(r)} | {r.n} | "
+                         f"{_num(r.difference, sign=True)} | {r.verdict} |")
+        figure = plots.table_figure(mine, table.label, out / f"table-{_slug(table.name)}.png")
+        run_dirs = sorted({_path(run.directory) for r in mine for run in r.runs})
+        lines += ["", f"![{table.label}]({figure.name})", "",
+                  "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
+    if idle:
+        lines += [f"Not run yet: {'; '.join(idle)}.", ""]
+    return lines
+
+
+def _size_section(rows: list[RowResult], out: Path) -> list[str]:
+    mine = [r for r in rows if r.table.name in SIZE_TABLES]
+    if not any(r.runs for r in mine):
+        return []
+    figure = plots.size_figure(mine, out / "recnet-size.png")
+    return ["## RecNets: size against error", "",
+            "Tables 3-4 as the paper's size-accuracy comparison: the paper's rows at the "
+            "parameter counts it prints, ours at our models' counts.", "",
+            f"![RecNets size against error]({figure.name})", ""]
+
+
+def _unmatched_section(runs: list[Run]) -> list[str]:
+    if not runs:
+        return []
+    lines = ["## Runs of paper rows that no table above compares", "",
+             "| Run | Paper | Table | Row | Dataset | Reported on |", "|---|---|---|---|---|---|"]
+    for run in runs:
+        p = run.paper or {}
+        lines.append(f"| `{_path(run.directory)}` | {p.get('paper')} | {p.get('table')} | "
+                     f"{p.get('row')} | {run.results.get('dataset')} | "
+                     f"{', '.join(p.get('reported_on', []))} |")
+    return [*lines, ""]
+
+
+def _curves_section(tables: list[PaperTable], rows: list[RowResult], runs: list[Run],
+                    sweeps: list[Sweep], out: Path) -> list[str]:
+    groups: list[tuple[str, list[Run]]] = []
+    placed: set[int] = set()
+    for table in tables:
+        members = []
+        for r in rows:
+            if r.table is table:
+                members += [run for run in r.runs if id(run) not in {id(m) for m in members}]
+        if members:
+            groups.append((table.label, members))
+            placed |= {id(m) for m in members}
+    for sweep in sweeps:
+        members = [r for r in sweep.runs if id(r) not in placed]
+        if members:
+            groups.append((f"sweep {sweep.directory.parent.name}/{sweep.directory.name}",
+                           members))
+            placed |= {id(m) for m in members}
+    rest = [r for r in runs if id(r) not in placed]
+    if rest:
+        groups.append(("other runs", rest))
+    lines = ["## Training curves", "",
+             "Validation error per epoch (for a two-stage run, its tuning stage's); test "
+             "error, dashed, for runs without a validation split.", ""]
+    for title, members in groups:
+        figure = plots.curves_figure(members, [_run_label(r) for r in members], title,
+                                     out / f"curves-{_slug(title)}.png")
+        lines += [f"### {title}", "", f"![curves: {title}]({figure.name})", ""]
+    return lines
+
+
+def _sweeps_section(sweeps: list[Sweep], out: Path) -> list[str]:
+    if not sweeps:
+        return []
+    lines = ["## Sweeps", ""]
+    for n, sweep in enumerate(sweeps):
+        keys = sweep.keys
+        lines += [f"### `{_path(sweep.directory)}`", "",
+                  f"{len(sweep.runs)} jobs; swept: {', '.join(f'`{k}`' for k in keys) or '—'}.",
+                  "", "| Job | " + " | ".join(keys) + (" | " if keys else "")
+                  + "Test top-1 | Test error | Best val top-1 | Epochs | Params |",
+                  "|---|" + "---|" * len(keys) + "---:|---:|---:|---:|---:|"]
+        for run in sorted(sweep.runs, key=lambda r: _job_number(r.directory)):
+            values = " | ".join(sweep.value(run, k) for k in keys)
+            lines.append(f"| {run.directory.name} | {values}{' | ' if keys else ''}"
+                         f"{_num(run.metric('test_top1'))} | {_num(run.metric('test_error'))} "
+                         f"| {_num(_best_val(run))} | "
+                         f"{run.results.get('epochs', '—')} | "
+                         f"{run.results.get('params', 0):,} |")
+        lines.append("")
+        for key in sweep.numeric_keys():
+            figure = plots.sweep_figure(sweep, key, "test_top1",
+                                        out / f"sweep-{n}-{_slug(key)}.png")
+            lines += [f"![test top-1 against {key}]({figure.name})", ""]
+    return lines
+
+
+def _job_number(directory: Path) -> tuple[int, str]:
+    return (int(directory.name), "") if directory.name.isdigit() else (1 << 30, directory.name)
+
+
+def _runs_section(runs: list[Run]) -> list[str]:
+    lines = ["## Every run", "",
+             "| Run | Experiment | Model | Dataset | Seed | Epochs | Params | Test top-1 | "
+             "Test error | Best val top-1 | Wall (s) |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in runs:
+        r = run.results
+        lines.append(f"| `{_path(run.directory)}` | {r.get('experiment') or '—'} | "
+                     f"{r.get('arch', '—')} | {r.get('dataset', '—')} | {r.get('seed', '—')} | "
+                     f"{r.get('epochs', '—')} | {r.get('params', 0):,} | "
+                     f"{_num(run.metric('test_top1'))} | {_num(run.metric('test_error'))} | "
+                     f"{_num(_best_val(run))} | {_num(_wall(run), digits=0)} |")
+    return [*lines, ""]
+
+
+# -- CSV ----------------------------------------------------------------------------------------
+def _write_rows_csv(rows: list[RowResult], path: Path) -> None:
+    fields = ["table", "paper", "paper_table", "row", "preset", "dataset", "metric", "paper_value",
+              "n", "mean", "std", "difference", "verdict", "runs"]
+    with open(path, "w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=fields)
+        out.writeheader()
+        for r in rows:
+            out.writerow({"table": r.table.name, "paper": r.row.paper, "paper_table": r.row.table,
+                          "row": r.row.row, "preset": r.row.preset,
+                          "dataset": r.number.dataset, "metric": r.number.metric,
+                          "paper_value": r.number.value, "n": r.n, "mean": _csv(r.mean),
+                          "std": _csv(r.std), "difference": _csv(r.difference),
+                          "verdict": r.verdict,
+                          "runs": " ".join(_path(run.directory) for run in r.runs)})
+
+
+def _write_runs_csv(runs: list[Run], path: Path) -> None:
+    fields = ["run", "experiment", "paper", "paper_table", "row", "model", "arch", "dataset",
+              "seed", "epochs", "params", "test_top1", "test_error", "best_val_top1",
+              "wall_s", "overrides"]
+    with open(path, "w", newline="") as fh:
+        out = csv.DictWriter(fh, fieldnames=fields)
+        out.writeheader()
+        for run in runs:
+            r: dict[str, Any] = run.results
+            p = run.paper or {}
+            out.writerow({"run": _path(run.directory), "experiment": r.get("experiment"),
+                          "paper": p.get("paper"), "paper_table": p.get("table"),
+                          "row": p.get("row"), "model": r.get("model"), "arch": r.get("arch"),
+                          "dataset": r.get("dataset"), "seed": r.get("seed"),
+                          "epochs": r.get("epochs"), "params": r.get("params"),
+                          "test_top1": _csv(run.metric("test_top1")),
+                          "test_error": _csv(run.metric("test_error")),
+                          "best_val_top1": _csv(_best_val(run)),
+                          "wall_s": _csv(_wall(run)),
+                          "overrides": " ".join(r.get("overrides", []))})
+
+
+def _csv(value: float | None) -> str:
+    return "" if value is None else repr(float(value))
+
+
+__all__ = ["default_out", "write_report"]

@@ -1,0 +1,146 @@
+"""``rcnnexp report``: real runs in, the papers' tables with ours beside them out.
+
+The runs are small but real: a paper's table swept over two seeds (RCNN Table 4 on MNIST
+files that hold real handwriting), a RecNets row, and a plain sweep of the digits.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import struct
+from pathlib import Path
+
+import pytest
+from conftest import QUICK, assert_clean_error, run_cli, train_run
+from tiny_data import TINY_OVERRIDES, write_cifar100, write_mnist_digits
+
+from rcnnexp.report.aggregate import NOT_RUN, verdict
+
+TINY_RCNN = ("model.K=4", "model.T=1", "trainer.epochs=2", "trainer.batch_size=64",
+             "trainer.progress=false", "dataset.download=false")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """outputs/: RCNN Table 4 x 2 seeds (two stages each), a RecNets Table 4 row, and a
+    sweep of the digits over model.K and the seed."""
+    root = tmp_path_factory.mktemp("report")
+    write_mnist_digits(root / "data")
+    write_cifar100(root / "data")
+    outputs = root / "outputs"
+    proc = run_cli("train", "-m", "table=rcnn/t4", "trainer.seed=0,1",
+                   f"dataset.root={root / 'data'}", *TINY_RCNN,
+                   f"hydra.sweep.dir={outputs / 'table4'}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    train_run(outputs / "recnet", "experiment=recnet/t4_30_60", f"dataset.root={root / 'data'}",
+              "dataset.download=false", "model.S=[2,2,2]", "model.d=[2,2,2]",
+              "trainer.epochs=1", "schedule.restarts=[]", "trainer.batch_size=16",
+              "trainer.progress=false", *TINY_OVERRIDES["cifar100"])
+    proc = run_cli("train", "-m", *QUICK, "model.K=4,8", "trainer.seed=0,1",
+                   f"hydra.sweep.dir={outputs / 'sweep'}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def report(runs: Path) -> Path:
+    out = runs.parent / "report"
+    proc = run_cli("report", str(runs), f"out={out}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"report: {out / 'README.md'}" in proc.stdout
+    return out
+
+
+def results_of(sweep: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
+
+
+def rows_csv(report: Path) -> list[dict[str, str]]:
+    with open(report / "rows.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_a_rows_number_is_the_mean_and_std_of_its_runs(runs: Path, report: Path) -> None:
+    mine = [r for r in results_of(runs / "table4") if r["experiment"] == "rcnn/t4_rcnn32"]
+    errors = [r["test_error"] for r in mine]
+    assert len(errors) == 2 and [r["stage"] for r in mine] == ["retrain", "retrain"]
+    [row] = [r for r in rows_csv(report) if r["preset"] == "rcnn/t4_rcnn32"]
+    assert (row["table"], row["dataset"], row["metric"], float(row["paper_value"])) == (
+        "rcnn/t4", "mnist", "test_error", 0.42)
+    assert int(row["n"]) == 2
+    assert float(row["mean"]) == pytest.approx(statistics.fmean(errors), abs=1e-12)
+    assert float(row["std"]) == pytest.approx(statistics.stdev(errors), abs=1e-12)
+    assert float(row["difference"]) == pytest.approx(statistics.fmean(errors) - 0.42, abs=1e-12)
+    assert row["verdict"] == verdict(float(row["difference"]), 2)
+    readme = (report / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("| RCNN-32 | mnist |"))
+    assert (f"| {statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f} | 2 | "
+            in line)
+
+
+def test_every_row_of_every_table_is_listed_run_or_not(report: Path) -> None:
+    rows = rows_csv(report)
+    assert len({r["preset"] for r in rows}) == 69
+    idle = [r for r in rows if r["table"] == "rcnn/t1"]
+    assert len(idle) == 7 and {(r["n"], r["verdict"]) for r in idle} == {("0", NOT_RUN)}
+    readme = (report / "README.md").read_text()
+    assert "Not run yet:" in readme and "RCNN Table 1 (`table=rcnn/t1`, 7 rows)" in readme
+    for row in ("RCNN-64", "RCNN-96"):  # run in this table: with their own numbers
+        assert f"| {row} | mnist | test_error |" in readme
+
+
+def test_a_recnet_row_is_compared_on_its_dataset_and_drawn_by_size(runs: Path,
+                                                                   report: Path) -> None:
+    results = json.loads((runs / "recnet" / "results.json").read_text())
+    [row] = [r for r in rows_csv(report)
+             if r["preset"] == "recnet/t4_30_60" and r["dataset"] == "cifar100"]
+    assert float(row["mean"]) == pytest.approx(results["test_top1"], abs=1e-12)
+    assert row["std"] == "" and row["n"] == "1"
+    assert "recnet-size.png" in (report / "README.md").read_text()
+
+
+def test_any_sweep_gets_its_swept_keys_against_the_final_metrics(runs: Path,
+                                                                 report: Path) -> None:
+    readme = (report / "README.md").read_text()
+    assert "## Sweeps" in readme and "swept: `model.K`, `trainer.seed`" in readme
+    by_job = {r["run_dir"].rsplit("/", 1)[1]: r for r in results_of(runs / "sweep")}
+    for job, r in by_job.items():
+        model_k = next(o for o in r["overrides"] if o.startswith("model.K=")).split("=")[1]
+        seed = next(o for o in r["overrides"] if o.startswith("trainer.seed=")).split("=")[1]
+        assert f"| {job} | {model_k} | {seed} | {r['test_top1']:.2f} |" in readme
+    assert any(report.glob("sweep-*-model-k.png"))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_every_figure_is_a_png_of_plausible_size_and_linked(report: Path) -> None:
+    readme = (report / "README.md").read_text()
+    figures = sorted(report.glob("*.png"))
+    names = {p.name for p in figures}
+    assert {"table-rcnn-t4.png", "table-recnet-t4.png", "recnet-size.png"} <= names
+    assert any(n.startswith("curves-") for n in names)
+    for path in figures:
+        width, height = png_size(path)
+        assert 300 <= width <= 4000 and 250 <= height <= 3000, (path.name, width, height)
+        assert path.stat().st_size > 5_000, path.name  # something is drawn
+        assert f"]({path.name})" in readme, path.name
+
+
+def test_report_refuses_what_it_cannot_do_and_overwrites_nothing(report: Path,
+                                                                 tmp_path: Path) -> None:
+    before = (report / "README.md").read_bytes()
+    proc = run_cli("report", str(report.parent / "outputs"), f"out={report}")
+    assert_clean_error(proc, f"out={report}", "already holds files")
+    assert (report / "README.md").read_bytes() == before
+    assert_clean_error(run_cli("report", str(tmp_path / "nowhere")), "no such directory")
+    (tmp_path / "empty").mkdir()
+    assert_clean_error(run_cli("report", str(tmp_path / "empty"), f"out={tmp_path / 'r'}"),
+                       "no finished run")
+    assert not (tmp_path / "r").exists()
