@@ -66,6 +66,10 @@ class RecNetConfig:
     mode: CRCMode = CRCMode.recurrent  # Table 2d
     # compute CRC + TB as Eq. 7 without the e*S*d-wide tensor: same function and weights
     merge_transition: bool = False
+    # units of a hidden layer (linear + ReLU) between the pooled features and the classifier;
+    # null: the single linear layer of the paper's text. Not the text's, but 161 reproduces
+    # 14 of the 17 parameter counts of its Tables 2b-2d and 3 (docs/models.md)
+    head_hidden: int | None = None
 
     def __post_init__(self) -> None:
         positive("model.e", self.e)
@@ -76,6 +80,8 @@ class RecNetConfig:
                 f"model.S and model.d must be positive, got S={list(self.S)}, d={list(self.d)}")
         one_of("model.wx_kernel", self.wx_kernel, [1, 3])
         one_of("model.wh_kernel", self.wh_kernel, [1, 3])
+        require(self.head_hidden is None or self.head_hidden > 0,
+                f"model.head_hidden must be positive or null, got {self.head_hidden}")
 
 
 class Direction(str, Enum):
