@@ -21,9 +21,12 @@ from rcnnexp.engine.checkpoint import config_differences, load_checkpoint
 from rcnnexp.engine.stages import Stage
 from rcnnexp.errors import CheckpointError, ConfigError
 
-# keys that may differ between a checkpoint and the run that resumes it
+# keys that may differ between a checkpoint and the run that resumes it: how a run is watched
+# and where it runs, and what only describes it (the paper's row it is compared with; the
+# pretrained checkpoints a table offers, whose use is finetune.checkpoint, compared itself)
 RESUMABLE_CHANGES = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.device",
-                     "trainer.eval_batch_size", "trainer.log_every", "trainer.epochs")
+                     "trainer.eval_batch_size", "trainer.log_every", "trainer.epochs", "paper",
+                     "finetune.pretrained")
 
 
 @dataclass
