@@ -39,7 +39,8 @@ commands:
   info    describe a model without training: rcnnexp info [overrides]
           (a layer table, then one JSON line with params and FLOPs)
   report  runs against the papers' tables: rcnnexp report [RUN_OR_SWEEP_DIR ...] [out=DIR]
-          (Markdown, CSV and PNG figures in a new folder; default outputs/reports/DATE/TIME)
+          (Markdown, CSV and PNG figures in a new folder; default outputs/reports/DATE/TIME;
+          out=NAME.md: that file, its figures in NAME/)
 
 examples:
   rcnnexp train                          # RCNN on the embedded digits, on CPU
@@ -397,8 +398,9 @@ def report_command(args: list[str]) -> None:
         markdown = write_report(paths, out, CONF_DIR, " ".join(["rcnnexp report", *args]))
     except UserError as err:
         _fail(str(err), err.exit_code)
-    figures = len(list(out.glob("*.png")))
-    print(f"report: {markdown} (with rows.csv, runs.csv and {figures} figures in {out})")
+    folder = out.with_suffix("") if out.suffix == ".md" else out
+    figures = len(list(folder.glob("*.png")))
+    print(f"report: {markdown} (with rows.csv, runs.csv and {figures} figures in {folder})")
 
 
 def _plain_logging() -> None:

@@ -133,11 +133,22 @@ def test_every_figure_is_a_png_of_plausible_size_and_linked(report: Path) -> Non
         assert f"]({path.name})" in readme, path.name
 
 
+def test_a_report_named_as_a_markdown_file_keeps_its_figures_beside_it(runs: Path,
+                                                                       tmp_path: Path) -> None:
+    proc = run_cli("report", str(runs / "recnet"), f"out={tmp_path / 'docs' / 'results.md'}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = (tmp_path / "docs" / "results.md").read_text()
+    links = [line.split("](")[1].rstrip(")") for line in text.splitlines() if "![" in line]
+    assert links and all(link.startswith("results/") for link in links)
+    assert all((tmp_path / "docs" / link).is_file() for link in links)
+    assert (tmp_path / "docs" / "results" / "rows.csv").is_file()
+
+
 def test_report_refuses_what_it_cannot_do_and_overwrites_nothing(report: Path,
                                                                  tmp_path: Path) -> None:
     before = (report / "README.md").read_bytes()
     proc = run_cli("report", str(report.parent / "outputs"), f"out={report}")
-    assert_clean_error(proc, f"out={report}", "already holds files")
+    assert_clean_error(proc, f"out={report}", "already holds")
     assert (report / "README.md").read_bytes() == before
     assert_clean_error(run_cli("report", str(tmp_path / "nowhere")), "no such directory")
     (tmp_path / "empty").mkdir()

@@ -1,4 +1,7 @@
-"""``rcnnexp report``: runs in, a folder out (README.md, rows.csv, runs.csv, PNG figures).
+"""``rcnnexp report``: runs in; a Markdown report, two CSVs and PNG figures out.
+
+``out=DIR`` writes ``DIR/README.md`` beside its files; ``out=NAME.md`` writes that file and
+its files into the folder ``NAME/`` beside it (``out=docs/results.md``: ``docs/results/``).
 
 The Markdown is what a paper's results section needs: per table, each row's number beside
 ours (mean ± std over runs, n, difference, verdict) and a figure; RecNets' size-accuracy
@@ -12,6 +15,7 @@ import datetime as _dt
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,32 +39,55 @@ def default_out() -> Path:
     return Path("outputs") / "reports" / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
 
 
+@dataclass(frozen=True)
+class Destination:
+    """Where the Markdown goes and the folder of its CSVs and figures."""
+
+    markdown: Path
+    folder: Path
+
+    @classmethod
+    def of(cls, out: Path) -> Destination:
+        if out.suffix == ".md":
+            return cls(out, out.with_suffix(""))
+        return cls(out / "README.md", out)
+
+    def link(self, path: Path) -> str:
+        """``path`` as the Markdown file links it."""
+        return Path(os.path.relpath(path, self.markdown.parent)).as_posix()
+
+    def check_free(self, out: Path) -> None:
+        taken = self.markdown.exists() or (self.folder.exists() and (
+            not self.folder.is_dir() or any(self.folder.iterdir())))
+        if taken:
+            raise UserError(f"out={out} already holds a report or files; choose a new one "
+                            "(nothing there is overwritten)")
+
+
 def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str) -> Path:
-    """Gather the runs under ``paths`` and write the report into ``out`` (created; refused
-    when it already holds files); returns the Markdown file."""
+    """Gather the runs under ``paths`` and write the report to ``out`` (refused where a
+    report or other files already are); returns the Markdown file."""
     runs = find_runs(list(paths))
     if not runs:
         raise UserError(f"no finished run (results.json) under {', '.join(map(str, paths))}; "
                         "give run or sweep directories written by `rcnnexp train`")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"out={out} already holds files; choose a new folder (nothing there "
-                        "is overwritten)")
-    out.mkdir(parents=True, exist_ok=True)
+    dest = Destination.of(out)
+    dest.check_free(out)
+    dest.folder.mkdir(parents=True, exist_ok=True)
     tables = load_tables(conf_dir)
     rows = match_rows(tables, runs)
     sweeps = find_sweeps(runs)
     lines = _header(command, runs, paths)
-    lines += _tables_section(tables, rows, out)
-    lines += _size_section(rows, out)
+    lines += _tables_section(tables, rows, dest)
+    lines += _size_section(rows, dest)
     lines += _unmatched_section(unmatched_paper_runs(rows, runs))
-    lines += _curves_section(tables, rows, runs, sweeps, out)
-    lines += _sweeps_section(sweeps, out)
+    lines += _curves_section(tables, rows, runs, sweeps, dest)
+    lines += _sweeps_section(sweeps, dest)
     lines += _runs_section(runs)
-    _write_rows_csv(rows, out / "rows.csv")
-    _write_runs_csv(runs, out / "runs.csv")
-    markdown = out / "README.md"
-    markdown.write_text("\n".join(lines) + "\n")
-    return markdown
+    _write_rows_csv(rows, dest.folder / "rows.csv")
+    _write_runs_csv(runs, dest.folder / "runs.csv")
+    dest.markdown.write_text("\n".join(lines) + "\n")
+    return dest.markdown
 
 
 # -- formatting ---------------------------------------------------------------------------------
@@ -122,7 +149,8 @@ def _header(command: str, runs: list[Run], paths: Sequence[Path]) -> list[str]:
         "percentage points, or outside. Numbers are percentages in the paper's metric.", ""]
 
 
-def _tables_section(tables: list[PaperTable], rows: list[RowResult], out: Path) -> list[str]:
+def _tables_section(tables: list[PaperTable], rows: list[RowResult], dest: Destination
+                    ) -> list[str]:
     lines = ["## The papers' tables", ""]
     idle = []
     for table in tables:
@@ -137,24 +165,25 @@ def _tables_section(tables: list[PaperTable], rows: list[RowResult], out: Path) 
             lines.append(f"| {r.row.row} | {r.number.dataset} | {r.number.metric} | "
                          f"{r.number.value:.{r.row.decimals}f} | {_ours(r)} | {r.n} | "
                          f"{_num(r.difference, sign=True)} | {r.verdict} |")
-        figure = plots.table_figure(mine, table.label, out / f"table-{_slug(table.name)}.png")
+        figure = plots.table_figure(mine, table.label,
+                                    dest.folder / f"table-{_slug(table.name)}.png")
         run_dirs = sorted({_path(run.directory) for r in mine for run in r.runs})
-        lines += ["", f"![{table.label}]({figure.name})", "",
+        lines += ["", f"![{table.label}]({dest.link(figure)})", "",
                   "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
     if idle:
         lines += [f"Not run yet: {'; '.join(idle)}.", ""]
     return lines
 
 
-def _size_section(rows: list[RowResult], out: Path) -> list[str]:
+def _size_section(rows: list[RowResult], dest: Destination) -> list[str]:
     mine = [r for r in rows if r.table.name in SIZE_TABLES]
     if not any(r.runs for r in mine):
         return []
-    figure = plots.size_figure(mine, out / "recnet-size.png")
+    figure = plots.size_figure(mine, dest.folder / "recnet-size.png")
     return ["## RecNets: size against error", "",
             "Tables 3-4 as the paper's size-accuracy comparison: the paper's rows at the "
             "parameter counts it prints, ours at our models' counts.", "",
-            f"![RecNets size against error]({figure.name})", ""]
+            f"![RecNets size against error]({dest.link(figure)})", ""]
 
 
 def _unmatched_section(runs: list[Run]) -> list[str]:
@@ -171,7 +200,7 @@ def _unmatched_section(runs: list[Run]) -> list[str]:
 
 
 def _curves_section(tables: list[PaperTable], rows: list[RowResult], runs: list[Run],
-                    sweeps: list[Sweep], out: Path) -> list[str]:
+                    sweeps: list[Sweep], dest: Destination) -> list[str]:
     groups: list[tuple[str, list[Run]]] = []
     placed: set[int] = set()
     for table in tables:
@@ -196,12 +225,12 @@ def _curves_section(tables: list[PaperTable], rows: list[RowResult], runs: list[
              "error, dashed, for runs without a validation split.", ""]
     for title, members in groups:
         figure = plots.curves_figure(members, [_run_label(r) for r in members], title,
-                                     out / f"curves-{_slug(title)}.png")
-        lines += [f"### {title}", "", f"![curves: {title}]({figure.name})", ""]
+                                     dest.folder / f"curves-{_slug(title)}.png")
+        lines += [f"### {title}", "", f"![curves: {title}]({dest.link(figure)})", ""]
     return lines
 
 
-def _sweeps_section(sweeps: list[Sweep], out: Path) -> list[str]:
+def _sweeps_section(sweeps: list[Sweep], dest: Destination) -> list[str]:
     if not sweeps:
         return []
     lines = ["## Sweeps", ""]
@@ -222,8 +251,8 @@ def _sweeps_section(sweeps: list[Sweep], out: Path) -> list[str]:
         lines.append("")
         for key in sweep.numeric_keys():
             figure = plots.sweep_figure(sweep, key, "test_top1",
-                                        out / f"sweep-{n}-{_slug(key)}.png")
-            lines += [f"![test top-1 against {key}]({figure.name})", ""]
+                                        dest.folder / f"sweep-{n}-{_slug(key)}.png")
+            lines += [f"![test top-1 against {key}]({dest.link(figure)})", ""]
     return lines
 
 
