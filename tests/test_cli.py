@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -19,6 +20,8 @@ from conftest import (
     start_train,
     wait_for,
 )
+
+from rcnnexp.engine.resume import resume_hint
 
 RESULT_KEYS = {"model", "dataset", "params", "epochs", "best_epoch", "test_top1", "test_top5",
                "best_val_top1", "wall_s", "images_per_s"}
@@ -86,7 +89,7 @@ def test_tensorboard_has_curves_and_hparams(quick_run) -> None:
     start = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/session_start_info"]).session_start_info
     assert start.hparams["model.K"].number_value == 8
-    assert start.hparams["optim.lr"].number_value == pytest.approx(0.025)
+    assert start.hparams["optim.lr"].number_value == pytest.approx(0.01)  # the digits' rate
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         content["_hparams_/experiment"]).experiment
     assert "hparams/test_top1" in {m.name.tag for m in experiment.metric_infos}
@@ -255,3 +258,11 @@ def test_mixed_precision_runs_on_cpu(tmp_path: Path, precision: str) -> None:
     results = json.loads((run / "results.json").read_text())
     assert results["precision"] == precision and results["device"] == "cpu"
     assert 0.0 < results["train_loss"] < 10.0
+
+
+def test_the_resume_hint_is_a_command_the_shell_runs_as_given() -> None:
+    hint = resume_hint(["name=my run", "model.K=8", "trainer.resume=auto"], Path("out/a b"),
+                       resumable=True)
+    assert hint == ("continue with: rcnnexp train 'name=my run' model.K=8 trainer.resume=auto "
+                    "'hydra.run.dir=out/a b'")
+    assert shlex.split(hint.removeprefix("continue with: "))[2] == "name=my run"
