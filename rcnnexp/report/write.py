@@ -263,15 +263,18 @@ def _job_number(directory: Path) -> tuple[int, str]:
 def _runs_section(runs: list[Run]) -> list[str]:
     lines = ["## Every run", "",
              "| Run | Experiment | Model | Dataset | Seed | Epochs | Params | Test top-1 | "
-             "Test error | Best val top-1 | Wall (s) |",
-             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "Test error | Best val top-1 | Wall (s) | Overrides |",
+             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for run in runs:
         r = run.results
+        overrides = " ".join(o for o in r.get("overrides", [])
+                             if not o.startswith(("hydra.", "experiment=", "table=")))
         lines.append(f"| `{_path(run.directory)}` | {r.get('experiment') or '—'} | "
                      f"{r.get('arch', '—')} | {r.get('dataset', '—')} | {r.get('seed', '—')} | "
                      f"{r.get('epochs', '—')} | {r.get('params', 0):,} | "
                      f"{_num(run.metric('test_top1'))} | {_num(run.metric('test_error'))} | "
-                     f"{_num(_best_val(run))} | {_num(_wall(run), digits=0)} |")
+                     f"{_num(_best_val(run))} | {_num(_wall(run), digits=0)} | "
+                     f"{f'`{overrides}`' if overrides else '—'} |")
     return [*lines, ""]
 
 
