@@ -76,8 +76,19 @@ def test_a_rows_number_is_the_mean_and_std_of_its_runs(runs: Path, report: Path)
     assert row["verdict"] == verdict(float(row["difference"]), 2)
     readme = (report / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith("| RCNN-32 | mnist |"))
-    assert (f"| {statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f} | 2 | "
-            in line)
+    assert (f"| {statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f}† | 2 | "
+            in line)  # †: these tiny runs changed the preset (model.K=4, ...)
+
+
+def test_a_row_run_other_than_its_preset_says_how_under_its_table(runs: Path,
+                                                                 report: Path) -> None:
+    readme = (report / "README.md").read_text()
+    table4 = readme.split("### RCNN Table 4", 1)[1].split("\n### ", 1)[0]
+    assert "Runs († changed from the preset, as listed):" in table4
+    job = next(line for line in table4.splitlines() if line.startswith("- `")
+               and "table4/0`" in line)
+    assert "model.K=4" in job and "trainer.epochs=2" in job
+    assert "trainer.seed" not in job and "dataset.root" not in job  # they change no protocol
 
 
 def test_every_row_of_every_table_is_listed_run_or_not(report: Path) -> None:
@@ -111,6 +122,10 @@ def test_any_sweep_gets_its_swept_keys_against_the_final_metrics(runs: Path,
         seed = next(o for o in r["overrides"] if o.startswith("trainer.seed=")).split("=")[1]
         assert f"| {job} | {model_k} | {seed} | {r['test_top1']:.2f} |" in readme
     assert any(report.glob("sweep-*-model-k.png"))
+    top1 = [r["test_top1"] for r in by_job.values()]
+    assert (f"Test top-1 over the 4 jobs: mean {statistics.fmean(top1):.2f} ± "
+            f"{statistics.stdev(top1):.2f} (sample std), min {min(top1):.2f}, "
+            f"max {max(top1):.2f}.") in readme
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -107,7 +107,11 @@ def curves_figure(runs: Sequence[Run], labels: Sequence[str], title: str, path: 
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("error (%): validation, or test (dashed)")
-    ax.set_yscale("log")
+    # log scale, but linear below the smallest error drawn, so that an epoch at 0 %
+    # error (every validation image right) stays on the chart
+    drawn = [y for line in ax.get_lines() for y in line.get_ydata() if y > 0]
+    ax.set_yscale("symlog", linthresh=min(drawn, default=1.0), linscale=0.3)
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3, which="both")
     if len(runs) <= 16:
         ax.legend(fontsize=7)

@@ -17,6 +17,11 @@ from typing import Any
 
 from rcnnexp.errors import UserError
 
+# command-line keys that do not change a run's protocol or result
+DESCRIPTIVE = frozenset({"experiment", "table", "trainer.seed", "trainer.progress",
+                         "trainer.device", "trainer.workers", "trainer.eval_batch_size",
+                         "trainer.log_every", "dataset.root", "dataset.download", "name"})
+
 
 @dataclass
 class Run:
@@ -38,6 +43,13 @@ class Run:
             if sep:
                 out[key.lstrip("+~")] = value
         return out
+
+    def changes(self) -> list[str]:
+        """The overrides that change what was run: the command line less Hydra's own keys,
+        the preset or table it names, the seed (a column of its own) and the keys that
+        only say where or how verbosely to run (DESCRIPTIVE)."""
+        return [f"{k}={v}" for k, v in self.overrides().items()
+                if not k.startswith("hydra.") and k not in DESCRIPTIVE]
 
     def metric(self, name: str) -> float | None:
         value = self.results.get(name)

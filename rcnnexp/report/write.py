@@ -14,6 +14,7 @@ import csv
 import datetime as _dt
 import os
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,16 +163,28 @@ def _tables_section(tables: list[PaperTable], rows: list[RowResult], dest: Desti
                   "| Row | Dataset | Metric | Paper | Ours | n | Ours − paper | Verdict |",
                   "|---|---|---|---:|---:|---:|---:|---|"]
         for r in mine:
+            changed = "†" if any(run.changes() for run in r.runs) else ""
             lines.append(f"| {r.row.row} | {r.number.dataset} | {r.number.metric} | "
-                         f"{r.number.value:.{r.row.decimals}f} | {_ours(r)} | {r.n} | "
+                         f"{r.number.value:.{r.row.decimals}f} | {_ours(r)}{changed} | {r.n} | "
                          f"{_num(r.difference, sign=True)} | {r.verdict} |")
         figure = plots.table_figure(mine, table.label,
                                     dest.folder / f"table-{_slug(table.name)}.png")
-        run_dirs = sorted({_path(run.directory) for r in mine for run in r.runs})
-        lines += ["", f"![{table.label}]({dest.link(figure)})", "",
-                  "Runs: " + ", ".join(f"`{d}`" for d in run_dirs), ""]
+        lines += ["", f"![{table.label}]({dest.link(figure)})", "", *_table_runs(mine), ""]
     if idle:
         lines += [f"Not run yet: {'; '.join(idle)}.", ""]
+    return lines
+
+
+def _table_runs(rows: list[RowResult]) -> list[str]:
+    """The runs behind a table, each with what it changed from its preset: a row marked †
+    was not run as its preset stands (a shortened run, say), and this says how."""
+    runs = {run.directory: run for r in rows for run in r.runs}
+    lines = ["Runs:" if not any(run.changes() for run in runs.values()) else
+             "Runs († changed from the preset, as listed):"]
+    for directory in sorted(runs, key=_path):
+        changes = runs[directory].changes()
+        lines.append(f"- `{_path(directory)}`" + (
+            f": `{' '.join(changes)}`" if changes else ""))
     return lines
 
 
@@ -248,12 +261,22 @@ def _sweeps_section(sweeps: list[Sweep], dest: Destination) -> list[str]:
                          f"| {_num(_best_val(run))} | "
                          f"{run.results.get('epochs', '—')} | "
                          f"{run.results.get('params', 0):,} |")
-        lines.append("")
+        lines += ["", *_sweep_spread(sweep), ""]
         for key in sweep.numeric_keys():
             figure = plots.sweep_figure(sweep, key, "test_top1",
                                         dest.folder / f"sweep-{n}-{_slug(key)}.png")
             lines += [f"![test top-1 against {key}]({dest.link(figure)})", ""]
     return lines
+
+
+def _sweep_spread(sweep: Sweep) -> list[str]:
+    """Test top-1 over the sweep's jobs: what a seed sweep is run for."""
+    values = [v for run in sweep.runs if (v := run.metric("test_top1")) is not None]
+    if len(values) < 2:
+        return []
+    return [f"Test top-1 over the {len(values)} jobs: mean {statistics.fmean(values):.2f} "
+            f"± {statistics.stdev(values):.2f} (sample std), min {min(values):.2f}, "
+            f"max {max(values):.2f}."]
 
 
 def _job_number(directory: Path) -> tuple[int, str]:
@@ -267,8 +290,7 @@ def _runs_section(runs: list[Run]) -> list[str]:
              "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for run in runs:
         r = run.results
-        overrides = " ".join(o for o in r.get("overrides", [])
-                             if not o.startswith(("hydra.", "experiment=", "table=")))
+        overrides = " ".join(run.changes())
         lines.append(f"| `{_path(run.directory)}` | {r.get('experiment') or '—'} | "
                      f"{r.get('arch', '—')} | {r.get('dataset', '—')} | {r.get('seed', '—')} | "
                      f"{r.get('epochs', '—')} | {r.get('params', 0):,} | "
