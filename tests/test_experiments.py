@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, compose_config, run_cli, train_run
+from conftest import TINY_CRNN, assert_clean_error, compose_config, run_cli, train_run
 from omegaconf import DictConfig, OmegaConf
 from tiny_data import TINY_OVERRIDES, write_cifar100, write_imagenet_folders, write_mit_indoor
 
@@ -171,7 +171,7 @@ def test_recnet_rows_train_on_cifar10_when_asked() -> None:
 
 
 def test_crnn_table4_presets_choose_their_directions() -> None:
-    directions = {p: [str(getattr(d, "value", d)) for d in compose_experiment(p).model.directions]
+    directions = {p: list(compose_experiment(p).model.directions)
                   for p in PRESETS if p.startswith("crnn/t4_")}
     assert directions["crnn/t4_bottom_to_top"] == ["bottom_to_top"]
     assert directions["crnn/t4_vertical"] == ["top_to_bottom", "bottom_to_top"]
@@ -194,9 +194,8 @@ def test_an_unknown_preset_is_a_clean_error_naming_the_presets(tmp_path: Path) -
 
 
 # -- end to end on the tiny files: a row's run writes the paper's number beside ours ----------
-TINY_CRNN = ("model.channels=[8,8,8,8,8]", "model.fc=16", "model.hidden=8", "trainer.epochs=1",
-             "trainer.batch_size=8", "schedule.milestones=[]", "trainer.progress=false",
-             "dataset.download=false")
+CRNN_RUN = (*TINY_CRNN, "trainer.epochs=1", "trainer.batch_size=8", "schedule.milestones=[]",
+            "trainer.progress=false", "dataset.download=false")
 
 
 def test_recnet_row_runs_and_reports_beside_the_paper(tmp_path: Path) -> None:
@@ -221,11 +220,11 @@ def test_crnn_rows_chain_ilsvrc_training_into_fine_tuning(tmp_path: Path) -> Non
     write_imagenet_folders(data)
     write_mit_indoor(data)
     ilsvrc = train_run(tmp_path / "ilsvrc", "experiment=crnn/t1_crnn_10views",
-                       f"dataset.root={data}", *TINY_CRNN, *TINY_OVERRIDES["imagenet"])
+                       f"dataset.root={data}", *CRNN_RUN, *TINY_OVERRIDES["imagenet"])
     assert [m["metric"] for m in ilsvrc["paper"]["metrics"]] == ["test_error", "test_top5_error"]
     checkpoint = tmp_path / "ilsvrc" / "checkpoints" / "last.pt"
     tuned = train_run(tmp_path / "mit", "experiment=crnn/t3_crnn_finetune",
-                      f"dataset.root={data}", f"finetune.checkpoint={checkpoint}", *TINY_CRNN,
+                      f"dataset.root={data}", f"finetune.checkpoint={checkpoint}", *CRNN_RUN,
                       *TINY_OVERRIDES["mitindoor"])
     [compared] = tuned["paper"]["metrics"]
     assert (compared["metric"], compared["value"]) == ("test_top1", 65.07)

@@ -37,16 +37,16 @@ import torch
 from torch import nn
 
 from rcnnexp.models.base import ImageClassifier
-from rcnnexp.models.layers.crc import MODES, SIGMAS, RecurrentModule, check_choice
+from rcnnexp.models.layers.crc import CRCMode, CRCSigma, RecurrentModule
 
 
 class RecNet(ImageClassifier):
-    def __init__(self, in_channels: int, num_classes: int,
-                 image_size: Sequence[int] = (32, 32), e: int = 4,
-                 S: Sequence[int] = (8, 16, 32), d: Sequence[int] = (10, 10, 10),
-                 sigma: str = "separate_bn", wx_kernel: int = 3, wh_kernel: int = 3,
-                 mode: str = "recurrent", merge_transition: bool = False,
-                 head_hidden: int | None = None) -> None:
+    """Built with the dataset's shape and ``model.*`` (RecNetConfig holds every default)."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, image_size: Sequence[int],
+                 e: int, S: Sequence[int], d: Sequence[int], sigma: CRCSigma | str,
+                 wx_kernel: int, wh_kernel: int, mode: CRCMode | str, merge_transition: bool,
+                 head_hidden: int | None) -> None:
         super().__init__()
         S, d = [int(s) for s in S], [int(k) for k in d]
         if not S or len(S) != len(d):
@@ -60,8 +60,8 @@ class RecNet(ImageClassifier):
             raise ValueError(f"RecNet with {len(S)} stages needs inputs of at least "
                              f"{smallest}x{smallest} ({len(S) - 1} 2x2 max-pools), got {size}")
         self.e, self.S, self.d = e, S, d
-        self.sigma = check_choice("sigma", sigma, SIGMAS)
-        self.mode = check_choice("mode", mode, MODES)
+        self.sigma = CRCSigma.of("sigma", sigma)
+        self.mode = CRCMode.of("mode", mode)
         self.kernels = (wx_kernel, wh_kernel)
         widths = [s * k for s, k in zip(S, d, strict=True)]  # S_i * d_i: a stage's in/out
 
@@ -102,12 +102,12 @@ class RecNet(ImageClassifier):
     @property
     def arch(self) -> str:
         notes = []
-        if self.sigma != "separate_bn":
+        if self.sigma is not CRCSigma.separate_bn:
             notes.append(f"sigma={self.sigma}")
         if self.kernels != (3, 3):
             notes.append(f"W_x {self.kernels[0]}x{self.kernels[0]}, "
                          f"W_h {self.kernels[1]}x{self.kernels[1]}")
-        if self.mode != "recurrent":
+        if self.mode is not CRCMode.recurrent:
             notes.append(self.mode)
         return f"RecNet-{self.depth}-{self.width}" + (f" ({'; '.join(notes)})" if notes else "")
 
