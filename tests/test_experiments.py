@@ -70,21 +70,21 @@ PAPER_ROWS: list[tuple[str, str, str, str, list[tuple[str, str, float]]]] = [
                            ("vertical", "C-RNN2 (down up)", 40.53),
                            ("all", "C-RNN4", 40.16))],
     # RecNets (Retsinas et al. 2019): accuracy %, CIFAR-10 and CIFAR-100
-    *[(f"recnet/{name}", "RecNets", table, row, [(C10, "test_top1", a), (C100, "test_top1", b)])
-      for name, table, row, a, b in (
-          ("t2a_relu", "2a", "ReLU", 94.62, 75.48),
-          ("t2a_shared_bn", "2a", "shared BN + ReLU", 87.44, 62.70),
-          ("t2a_separate_bn", "2a", "separate BN + ReLU", 95.15, 78.25),
-          ("t2a_linear", "2a", "None (linear)", 94.24, 75.71),
-          ("t2b_e1", "2b", "e = 1", 93.38, 71.94),
-          ("t2b_e2", "2b", "e = 2", 94.16, 73.10),
-          ("t2b_e4", "2b", "e = 4", 95.15, 78.25),
-          ("t2b_e8", "2b", "e = 8", 95.47, 79.33),
-          ("t2c_wh1x1", "2c", "W_x 3x3, W_h 1x1", 94.71, 77.48),
-          ("t2c_wx1x1", "2c", "W_x 1x1, W_h 3x3", 94.72, 77.42),
-          ("t2c_both3x3", "2c", "W_x 3x3, W_h 3x3", 95.15, 78.25),
-          ("t2d_recurrent", "2d", "recurrent", 95.15, 78.25),
-          ("t2d_grouped", "2d", "grouped", 94.65, 76.04))],
+    *[(f"recnet/t{table}_{name}", "RecNets", table, row,
+       [(C10, "test_top1", a), (C100, "test_top1", b)])
+      for table, rows in (
+          ("2a", (("relu", "ReLU", 94.62, 75.48),
+                  ("shared_bn", "shared BN + ReLU", 87.44, 62.70),
+                  ("separate_bn", "separate BN + ReLU", 95.15, 78.25),
+                  ("linear", "None (linear)", 94.24, 75.71))),
+          ("2b", (("e1", "e = 1", 93.38, 71.94), ("e2", "e = 2", 94.16, 73.10),
+                  ("e4", "e = 4", 95.15, 78.25), ("e8", "e = 8", 95.47, 79.33))),
+          ("2c", (("wh1x1", "W_x 3x3, W_h 1x1", 94.71, 77.48),
+                  ("wx1x1", "W_x 1x1, W_h 3x3", 94.72, 77.42),
+                  ("both3x3", "W_x 3x3, W_h 3x3", 95.15, 78.25))),
+          ("2d", (("recurrent", "recurrent", 95.15, 78.25),
+                  ("grouped", "grouped", 94.65, 76.04))))
+      for name, row, a, b in rows],
     *[(f"recnet/t3_{acronym}", "RecNets", "3", f"RecNet({arch})",
        [(C10, "test_top1", a), (C100, "test_top1", b)])
       for arch, acronym, a, b in (
