@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rcnnexp.config.checks import non_negative, one_of, positive, require
+from rcnnexp.config.checks import model_check, non_negative, one_of, positive, require
+from rcnnexp.models.arguments import (
+    ALEXNET_CHANNELS,
+    alexnet_channels,
+    crnn_directions,
+    recnet_stages,
+)
 from rcnnexp.models.choices import BPTT, KERNELS, CRCMode, CRCSigma, Direction, RCNNVariant
-
-ALEXNET_CHANNELS = (96, 256, 384, 384, 256)  # conv1-5 of bvlc_alexnet
 
 
 @dataclass
@@ -59,12 +63,7 @@ class RecNetConfig:
     head_hidden: int | None = None
 
     def __post_init__(self) -> None:
-        positive("model.e", self.e)
-        require(len(self.S) > 0 and len(self.S) == len(self.d),
-                "model.S and model.d must give one value per stage (the paper's RecNet has 3: "
-                f"S=[S1,S2,S3], d=[d1,d2,d3]); got S={list(self.S)} and d={list(self.d)}")
-        require(all(s > 0 for s in self.S) and all(k > 0 for k in self.d),
-                f"model.S and model.d must be positive, got S={list(self.S)}, d={list(self.d)}")
+        model_check(recnet_stages, self.e, self.S, self.d)
         one_of("model.wx_kernel", self.wx_kernel, KERNELS)
         one_of("model.wh_kernel", self.wh_kernel, KERNELS)
         require(self.head_hidden is None or self.head_hidden > 0,
@@ -82,13 +81,7 @@ class AlexNetConfig:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        require(len(self.channels) == 5 and all(c > 0 for c in self.channels),
-                "model.channels must be five positive widths (conv1-5, AlexNet: "
-                f"{list(ALEXNET_CHANNELS)}), got {list(self.channels)}")
-        positive("model.groups", self.groups)
-        require(all(c % self.groups == 0 for c in self.channels),
-                f"model.channels {list(self.channels)} must be divisible by model.groups="
-                f"{self.groups} (conv2, conv4 and conv5 are grouped convolutions)")
+        model_check(alexnet_channels, self.channels, self.groups)
         positive("model.fc", self.fc)
         require(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
 
@@ -105,8 +98,4 @@ class CRNNConfig(AlexNetConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         positive("model.hidden", self.hidden)
-        require(len(self.directions) > 0,
-                f"model.directions must name at least one of {Direction.names()}")
-        require(len(set(self.directions)) == len(self.directions),
-                f"model.directions lists a direction twice: "
-                f"{[str(d) for d in self.directions]}")
+        model_check(crnn_directions, self.directions)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rcnnexp.models.arguments import alexnet_channels
 from rcnnexp.models.base import ImageClassifier
 
 
@@ -44,7 +45,7 @@ class AlexNetFeatures(nn.Sequential):
     """conv1 .. pool5 of bvlc_alexnet: ``[N, C, H, W]`` -> ``[N, channels[4], h, w]``."""
 
     def __init__(self, in_channels: int, *, channels: Sequence[int], groups: int) -> None:
-        c1, c2, c3, c4, c5 = check_channels(channels, groups)
+        c1, c2, c3, c4, c5 = alexnet_channels(channels, groups)
         super().__init__()
         self.add_module("conv1", nn.Conv2d(in_channels, c1, 11, stride=4))
         self.add_module("relu1", nn.ReLU(inplace=True))
@@ -85,22 +86,6 @@ class AlexNetFeatures(nn.Sequential):
             raise ValueError(f"{model} needs inputs of at least {smallest}x{smallest} "
                              f"(conv5 grid >= 1x1), got {h}x{w}")
         return grid
-
-
-def check_channels(channels: Sequence[int], groups: int) -> tuple[int, int, int, int, int]:
-    """conv1-5 widths: five positive numbers; conv2, conv4, conv5 split into ``groups``."""
-    channels = tuple(int(c) for c in channels)
-    if len(channels) != 5 or min(channels) < 1:
-        raise ValueError(f"channels must be five positive widths (conv1-5), got "
-                         f"{list(channels)}")
-    if groups < 1:
-        raise ValueError(f"groups must be positive, got {groups}")
-    bad = [f"conv{i + 1}={c}" for i, c in enumerate(channels) if c % groups]
-    if bad:  # conv2, conv4, conv5 are grouped: their inputs and outputs split into groups
-        raise ValueError(f"channels must be divisible by groups={groups} (conv2, conv4 and "
-                         f"conv5 are grouped convolutions), not {', '.join(bad)}")
-    c1, c2, c3, c4, c5 = channels
-    return c1, c2, c3, c4, c5
 
 
 def fc_layers(in_features: int, width: int, dropout: float) -> nn.Sequential:

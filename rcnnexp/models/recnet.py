@@ -36,6 +36,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rcnnexp.models.arguments import recnet_stages
 from rcnnexp.models.base import ImageClassifier
 from rcnnexp.models.layers.crc import CRCMode, CRCSigma, RecurrentModule
 
@@ -48,12 +49,7 @@ class RecNet(ImageClassifier):
                  wx_kernel: int, wh_kernel: int, mode: CRCMode | str, merge_transition: bool,
                  head_hidden: int | None) -> None:
         super().__init__()
-        S, d = [int(s) for s in S], [int(k) for k in d]
-        if not S or len(S) != len(d):
-            raise ValueError(f"S and d must give one value per stage (the paper's RecNet has "
-                             f"3 stages: S=[S1,S2,S3], d=[d1,d2,d3]); got S={S} and d={d}")
-        if e < 1 or min(S) < 1 or min(d) < 1:
-            raise ValueError(f"e, S and d must be positive, got e={e}, S={S}, d={d}")
+        S, d = recnet_stages(e, S, d)
         smallest = 2 ** (len(S) - 1)  # one 2x2 max-pool between stages
         if min(image_size) < smallest:
             size = "x".join(map(str, image_size))

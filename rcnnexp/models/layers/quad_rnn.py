@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rcnnexp.models.arguments import crnn_directions
 from rcnnexp.models.choices import BPTT, Direction
 
 ROWS = (Direction.left_to_right, Direction.right_to_left)  # windows of one row
@@ -64,15 +65,11 @@ class QuadDirectionalRNN(nn.Module):
                  directions: Sequence[Direction | str], bptt: BPTT | str,
                  dropout: float) -> None:
         super().__init__()
-        names = [Direction.of("directions", d) for d in directions]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"directions must be a non-empty list of distinct directions "
-                             f"among {Direction.names()}; got {[str(d) for d in names]}")
-        self.directions = tuple(names)
+        self.directions = crnn_directions(directions)
         self.bptt = BPTT.of("bptt", bptt)
         self.hidden_size = hidden_size
         self.rnns = nn.ModuleDict({d.value: SingleBiasRNN(input_size, hidden_size)
-                                   for d in names})
+                                   for d in self.directions})
         self.dropout = nn.Dropout(dropout)  # the paper's dropout on the RNN layer
 
     @staticmethod
