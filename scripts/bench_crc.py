@@ -3,11 +3,11 @@
     PYTHONPATH=$PWD python scripts/bench_crc.py [--arch 60_1280] [--batch 64] [--rounds 3]
 
 Builds ``model=recnet_<arch>`` (default RecNet-60-1280) for CIFAR-100's shape (3x32x32, 100
-classes) three times with the same weights: ``plain`` (every CRC runs the loop of Eq. 3 segment by segment, as one would write
-it from the paper: slice x_i, convolve with W_x, add h_{i-1} * W_h, BN_i + ReLU (the CRC's
-own per-step non-linearity), concatenate, then the TB), ``fast`` (the project's CRC: the d
-input-side convolutions are one convolution over the segments folded into the batch) and
-``fast+merged`` (Eq. 7 as well).
+classes) three times with the same weights: ``plain`` (every CRC runs the loop of Eq. 3
+segment by segment, as one would write it from the paper: slice x_i, convolve with W_x, add
+h_{i-1} * W_h, BN_i + ReLU (the CRC's own per-step non-linearity), concatenate, then the
+TB), ``fast`` (the project's CRC: the d input-side convolutions are one convolution over the
+segments folded into the batch) and ``fast+merged`` (Eq. 7 as well).
 It times SGD training steps (forward, backward, update) on random batches, the variants
 interleaved round by round in one process so that machine load hits them alike, and prints
 images/s per variant (median over rounds) and the ratios to ``plain``.
