@@ -2,12 +2,12 @@
 
     PYTHONPATH=$PWD python scripts/bench_crc.py [--arch 60_1280] [--batch 64] [--rounds 3]
 
-Builds RecNet-60-1280 (CIFAR-100 shape: 3x32x32, 100 classes) three times with the same
-weights: ``plain`` (every CRC runs the loop of Eq. 3 segment by segment, as one would write
-it from the paper: slice x_i, convolve with W_x, add h_{i-1} * W_h, BN_i + ReLU (the CRC's
-own per-step non-linearity), concatenate, then the TB), ``fast`` (the project's CRC: the d
-input-side convolutions are one convolution over the segments folded into the batch) and
-``fast+merged`` (Eq. 7 as well).
+Builds ``model=recnet_<arch>`` (default RecNet-60-1280) for CIFAR-100's shape (3x32x32, 100
+classes) three times with the same weights: ``plain`` (every CRC runs the loop of Eq. 3
+segment by segment, as one would write it from the paper: slice x_i, convolve with W_x, add
+h_{i-1} * W_h, BN_i + ReLU (the CRC's own per-step non-linearity), concatenate, then the
+TB), ``fast`` (the project's CRC: the d input-side convolutions are one convolution over the
+segments folded into the batch) and ``fast+merged`` (Eq. 7 as well).
 It times SGD training steps (forward, backward, update) on random batches, the variants
 interleaved round by round in one process so that machine load hits them alike, and prints
 images/s per variant (median over rounds) and the ratios to ``plain``.
@@ -25,10 +25,14 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from rcnnexp.cli import CONF_DIR, compose
+from rcnnexp.config import register_configs
+from rcnnexp.data.base import DataSpec
+from rcnnexp.engine.build import build_model
 from rcnnexp.models.layers.crc import CRC
 from rcnnexp.models.recnet import RecNet
 
-PRESETS = {"60_1280": (4, [8, 16, 32], [10, 10, 10]), "60_640": (4, [4, 8, 16], [10, 10, 10])}
+ARCHS = sorted(p.stem.removeprefix("recnet_") for p in (CONF_DIR / "model").glob("recnet_*.yaml"))
 
 
 def plain_crc_forward(self: CRC, x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +56,14 @@ def make_plain(model: RecNet) -> RecNet:
     return model
 
 
+def build(arch: str, size: int, merge_transition: bool) -> RecNet:
+    """``model=recnet_<arch>`` as ``rcnnexp train`` builds it for 100 classes of size x size."""
+    cfg = compose([f"model=recnet_{arch}", f"model.merge_transition={merge_transition}"])
+    model = build_model(cfg.model, DataSpec(3, 100, (size, size)))
+    assert isinstance(model, RecNet)
+    return model
+
+
 def train_step(model: RecNet, opt: torch.optim.Optimizer, x: torch.Tensor,
                y: torch.Tensor) -> None:
     opt.zero_grad(set_to_none=True)
@@ -61,7 +73,7 @@ def train_step(model: RecNet, opt: torch.optim.Optimizer, x: torch.Tensor,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", default="60_1280", choices=sorted(PRESETS))
+    parser.add_argument("--arch", default="60_1280", choices=ARCHS)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
@@ -70,10 +82,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    register_configs()
     torch.manual_seed(0)
-    e, S, d = PRESETS[args.arch]
-    base = RecNet(3, 100, (args.size, args.size), e=e, S=S, d=d)
-    merged = RecNet(3, 100, (args.size, args.size), e=e, S=S, d=d, merge_transition=True)
+    base = build(args.arch, args.size, merge_transition=False)
+    merged = build(args.arch, args.size, merge_transition=True)
     merged.load_state_dict(base.state_dict())
     variants: dict[str, RecNet] = {"plain": make_plain(copy.deepcopy(base)), "fast": base,
                                    "fast+merged": merged}

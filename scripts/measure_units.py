@@ -39,10 +39,9 @@ import torch.nn.functional as F
 
 from rcnnexp.cli import compose
 from rcnnexp.config import register_configs
+from rcnnexp.data.base import DataSpec
 from rcnnexp.engine.build import build_data, build_model
 from rcnnexp.engine.checkpoint import load_checkpoint, load_model_state
-from rcnnexp.models.alexnet import AlexNet
-from rcnnexp.models.crnn import CRNN
 from rcnnexp.models.layers.rcl import RCL
 
 
@@ -125,9 +124,9 @@ def main() -> None:
     # the ImageNet models, on these images as 3x227x227
     x = F.interpolate(x, size=(227, 227), mode="bilinear", align_corners=False)
     x = x.expand(-1, 3, -1, -1).contiguous()
-    for cls in (AlexNet, CRNN):
+    for option in ("alexnet", "crnn"):  # as conf/model/OPTION.yaml builds them for ILSVRC
         torch.manual_seed(0)
-        model = cls(in_channels=3, num_classes=1000, image_size=(227, 227))
+        model = build_model(compose([f"model={option}"]).model, DataSpec(3, 1000, (227, 227)))
         print(json.dumps({**setup, "arch": model.arch, **caffe_init(model, x)}))
 
 

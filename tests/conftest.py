@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import signal
@@ -16,10 +17,14 @@ from typing import Any
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
 
 from rcnnexp.cli import CONF_DIR
 from rcnnexp.config import register_configs
+from rcnnexp.data.base import DataSpec
+from rcnnexp.engine.build import build_model
+from rcnnexp.models.base import ImageClassifier
 
 REPO = Path(__file__).resolve().parent.parent
 RCNNEXP = Path(sys.executable).parent / "rcnnexp"  # the installed console script
@@ -31,6 +36,32 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     """``conf/config.yaml`` composed with ``overrides``, exactly as ``rcnnexp info`` does."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose(config_name="config", overrides=list(overrides))
+
+
+@functools.cache
+def model_config(option: str) -> DictConfig:
+    """``conf/model/OPTION.yaml`` as the CLI composes it; composed once per test session
+    (callers copy it, never change it)."""
+    return compose_config([f"model={option}"]).model
+
+
+def make_model(option: str, in_channels: int, num_classes: int, image_size: Sequence[int],
+               **changes: Any) -> ImageClassifier:
+    """The ``model=OPTION`` model for inputs of this shape, with ``changes`` to its
+    hyper-parameters. The changes reach the constructor as they are, unchecked by the
+    schema, so that a test can see what the model itself refuses."""
+    kwargs = OmegaConf.to_container(model_config(option))
+    assert isinstance(kwargs, dict)
+    cls = get_class(kwargs.pop("_target_"))
+    return cls(in_channels=in_channels, num_classes=num_classes, image_size=image_size,
+               **{**kwargs, **changes})
+
+
+def build_for(cfg: DictConfig, in_channels: int, num_classes: int,
+              image_size: Sequence[int]) -> ImageClassifier:
+    """The model a composed config builds for a dataset of this shape, as the engine does
+    (on the device in effect: ``with torch.device("meta")`` to count parameters only)."""
+    return build_model(cfg.model, DataSpec(in_channels, num_classes, tuple(image_size)))
 
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -122,6 +153,9 @@ def assert_same_run(a: Path, b: Path) -> None:
 # quick settings for end-to-end runs on the digits: RCNN-8, one epoch of a few batches
 QUICK = ("model.K=8", "model.T=1", "trainer.epochs=1", "trainer.batch_size=128",
          "trainer.progress=false")
+# AlexNet's and C-RNN's layers narrowed to 8 channels (fc6-7: 16 units): seconds on a CPU
+TINY_ALEXNET = ("model.channels=[8,8,8,8,8]", "model.fc=16")
+TINY_CRNN = (*TINY_ALEXNET, "model.hidden=8")
 
 
 @pytest.fixture(autouse=True)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from conftest import compose_config
 from hydra.errors import ConfigCompositionException
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
@@ -30,6 +35,31 @@ def test_every_group_option_composes_against_its_schema(group: str, option: str)
     assert schema in SCHEMAS[group].values(), f"{group}={option} has no registered schema"
     typed = validate(cfg)
     assert isinstance(typed, Config)
+
+
+@pytest.mark.parametrize(("option", "schema"), SCHEMAS["model"].items())
+def test_a_model_class_takes_its_schemas_fields_as_keywords_without_defaults(
+        option: str, schema: type) -> None:
+    """The schema is the one place a model key's default is given: the class takes exactly
+    the schema's fields and the dataset's shape, each by name, none with a default."""
+    params = dict(inspect.signature(get_class(schema._target_).__init__).parameters)
+    params.pop("self")
+    assert [n for n, p in params.items()
+            if p.kind is not p.KEYWORD_ONLY or p.default is not p.empty] == [], option
+    fields = {f.name for f in dataclasses.fields(schema)} - {"_target_"}
+    assert set(params) == fields | {"in_channels", "num_classes", "image_size"}, option
+
+
+def test_composing_and_validating_a_config_does_not_load_torch() -> None:
+    """The schemas take their choices from torch-free modules, so a bad override is refused
+    before torch loads (seconds on a small CPU)."""
+    code = ("import sys; from rcnnexp.cli import compose; from rcnnexp.config import "
+            "register_configs, validate; register_configs(); "
+            "[validate(compose([f'model={m}'])) for m in ('rcnn', 'recnet', 'crnn')]; "
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

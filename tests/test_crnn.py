@@ -4,12 +4,21 @@ end-to-end training and fine-tuning through the CLI."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import assert_clean_error, compose_config, run_cli, train_run
+from conftest import (
+    TINY_ALEXNET,
+    TINY_CRNN,
+    assert_clean_error,
+    compose_config,
+    make_model,
+    run_cli,
+    train_run,
+)
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
@@ -18,22 +27,24 @@ from rcnnexp.engine.checkpoint import save_checkpoint
 from rcnnexp.engine.finetune import apply_finetune
 from rcnnexp.engine.run import describe
 from rcnnexp.engine.summary import cudnn_rnn_flops
-from rcnnexp.models.alexnet import AlexNet, AlexNetFeatures
-from rcnnexp.models.crnn import CRNN
-from rcnnexp.models.layers.quad_rnn import DIRECTIONS, QuadDirectionalRNN, SingleBiasRNN
+from rcnnexp.models.alexnet import AlexNetFeatures
+from rcnnexp.models.choices import Direction
+from rcnnexp.models.layers.quad_rnn import QuadDirectionalRNN, SingleBiasRNN
+
+DIRECTIONS = [d.value for d in Direction]
 
 
 # -- parameter counts and shapes --------------------------------------------------------------
 def test_alexnet_counts_bvlc_alexnet() -> None:
     with torch.device("meta"):
-        model = AlexNet(3, 1000, (227, 227))
+        model = make_model("alexnet", 3, 1000, (227, 227))
     assert count_params(model) == 60_965_224
     assert [m.groups for m in model.features if isinstance(m, nn.Conv2d)] == [1, 2, 1, 2, 2]
 
 
 def test_crnn_adds_the_papers_rnn_weights_and_one_bias_per_direction() -> None:
     with torch.device("meta"):
-        model = CRNN(3, 1000, (227, 227))
+        model = make_model("crnn", 3, 1000, (227, 227))
     rnn_weights = sum(p.numel() for n, p in model.rnn.named_parameters() if "weight" in n)
     rnn_biases = sum(p.numel() for n, p in model.rnn.named_parameters() if "bias" in n)
     assert (rnn_weights, rnn_biases) == (524_288, 4 * 256)
@@ -44,25 +55,24 @@ def test_crnn_adds_the_papers_rnn_weights_and_one_bias_per_direction() -> None:
 @pytest.mark.parametrize(("size", "grid"), [(227, 6), (224, 6), (99, 2), (67, 1), (55, 1)])
 def test_conv5_grid(size: int, grid: int) -> None:
     assert AlexNetFeatures.grid_side(size) == grid
-    features = AlexNetFeatures(1, [4, 4, 4, 4, 4])
+    features = AlexNetFeatures(1, channels=[4, 4, 4, 4, 4], groups=2)
     assert features(torch.zeros(1, 1, size, size)).shape[2:] == (grid, grid)
 
 
-@pytest.mark.parametrize("cls", [AlexNet, CRNN])
-def test_too_small_inputs_are_refused_naming_the_smallest(cls: type[nn.Module]) -> None:
-    name = "C-RNN" if cls is CRNN else "AlexNet"
+@pytest.mark.parametrize(("option", "name"), [("alexnet", "AlexNet"), ("crnn", "C-RNN")])
+def test_too_small_inputs_are_refused_naming_the_smallest(option: str, name: str) -> None:
     with pytest.raises(ValueError, match=rf"^{name} needs inputs of at least 55x55 \(conv5 "
                                          r"grid >= 1x1\), got 54x60$"):
-        cls(3, 10, (54, 60), channels=[4, 4, 4, 4, 4], fc=8)
-    model = cls(3, 10, (55, 70), channels=[4, 4, 4, 4, 4], fc=8)  # 55x55 is enough
+        make_model(option, 3, 10, (54, 60), channels=[4, 4, 4, 4, 4], fc=8)
+    model = make_model(option, 3, 10, (55, 70), channels=[4, 4, 4, 4, 4], fc=8)  # enough
     assert model(torch.randn(2, 3, 55, 70)).shape == (2, 10)
 
 
 def test_crnn_parts_are_named_for_fine_tuning() -> None:
-    model = CRNN(1, 10, (67, 67), channels=[4, 4, 4, 4, 4], hidden=4, fc=8)
+    model = make_model("crnn", 1, 10, (67, 67), channels=[4, 4, 4, 4, 4], hidden=4, fc=8)
     assert list(model.parts()) == ["features", "rnn", "fc", "classifier"]
-    assert list(AlexNet(1, 10, (67, 67), channels=[4] * 5, fc=8).parts()) == [
-        "features", "fc", "classifier"]
+    alexnet = make_model("alexnet", 1, 10, (67, 67), channels=[4] * 5, fc=8)
+    assert list(alexnet.parts()) == ["features", "fc", "classifier"]
 
 
 # -- the quad-directional RNN ---------------------------------------------------------------
@@ -92,7 +102,8 @@ def reference_quad_rnn(layer: QuadDirectionalRNN, x: torch.Tensor) -> torch.Tens
                                         ["bottom_to_top"], ["top_to_bottom", "bottom_to_top"]])
 def test_quad_rnn_follows_its_equations(directions: list[str]) -> None:
     torch.manual_seed(0)
-    layer = QuadDirectionalRNN(5, 4, directions).eval()
+    layer = QuadDirectionalRNN(5, hidden_size=4, directions=directions, bptt="window",
+                               dropout=0.0).eval()
     for rnn in layer.rnns.values():
         nn.init.normal_(rnn.bias_ih_l0, std=0.3)
     x = torch.randn(2, 5, 3, 4)
@@ -103,8 +114,10 @@ def test_bptt_window_stops_gradients_at_window_boundaries() -> None:
     """Same forward; the output of row 1 depends on row 0's inputs, but window BPTT does
     not propagate into row 0 (the carried state is detached), sequence BPTT does."""
     torch.manual_seed(0)
-    window = QuadDirectionalRNN(3, 4, ["left_to_right"], bptt="window")
-    sequence = QuadDirectionalRNN(3, 4, ["left_to_right"], bptt="sequence")
+    window = QuadDirectionalRNN(3, hidden_size=4, directions=["left_to_right"],
+                                bptt="window", dropout=0.0)
+    sequence = QuadDirectionalRNN(3, hidden_size=4, directions=["left_to_right"],
+                                  bptt="sequence", dropout=0.0)
     sequence.load_state_dict(window.state_dict())
     x = torch.rand(2, 3, 3, 3)  # 3 rows of 3 regions
     grads = {}
@@ -140,9 +153,12 @@ def test_single_bias_rnn_has_one_bias_that_stays_single() -> None:
 
 
 def test_bad_directions_are_refused() -> None:
-    for bad in ([], ["left_to_right", "left_to_right"], ["diagonal"]):
-        with pytest.raises(ValueError, match="non-empty list of distinct directions"):
-            QuadDirectionalRNN(3, 4, bad)
+    """The message names the key and the value refused: the list, or its unknown entry."""
+    for bad, named in (([], "[]"), (["left_to_right", "left_to_right"],
+                                    "['left_to_right', 'left_to_right']"),
+                       (["diagonal"], "'diagonal'")):
+        with pytest.raises(ValueError, match=rf"^directions .*{re.escape(named)}"):
+            QuadDirectionalRNN(3, hidden_size=4, directions=bad, bptt="window", dropout=0.0)
 
 
 # -- the paper's degeneracy ---------------------------------------------------------------------
@@ -152,8 +168,9 @@ def test_crnn_with_identity_rnn_is_alexnet(direction: str) -> None:
     (channel, region) to (region, channel)."""
     torch.manual_seed(0)
     size, widths = (99, 99), [8, 8, 8, 8, 6]  # conv5: 6 x 2x2
-    alex = AlexNet(3, 5, size, channels=widths, fc=16).eval()
-    crnn = CRNN(3, 5, size, channels=widths, hidden=6, directions=[direction], fc=16).eval()
+    alex = make_model("alexnet", 3, 5, size, channels=widths, fc=16).eval()
+    crnn = make_model("crnn", 3, 5, size, channels=widths, hidden=6, directions=[direction],
+                      fc=16).eval()
     for p in alex.parameters():  # Caffe's small init would hide a wrong order in the biases
         nn.init.normal_(p, std=0.3)
     crnn.features.load_state_dict(alex.features.state_dict())
@@ -206,9 +223,10 @@ def test_cudnn_rnn_flop_formula_matches_the_cpu_count(kind: str, kwargs: dict) -
 
 
 # -- end to end through the CLI ------------------------------------------------------------------
-TINY = ("model.channels=[8,8,8,8,8]", "model.fc=16", "dataset.image_size=55",
-        "trainer.epochs=1", "trainer.batch_size=256", "trainer.progress=false")
-CRNN_TINY = ("model=crnn", "model.hidden=8", *TINY)
+RUN = ("dataset.image_size=55", "trainer.epochs=1", "trainer.batch_size=256",
+       "trainer.progress=false")
+TINY = (*TINY_ALEXNET, *RUN)
+CRNN_TINY = ("model=crnn", *TINY_CRNN, *RUN)
 
 
 @pytest.fixture(scope="module")
@@ -251,9 +269,9 @@ def test_fine_tuning_from_another_architecture_is_a_clean_error(crnn_run: Path,
 def test_fine_tuning_replaces_the_classifier_for_the_new_classes(tmp_path: Path) -> None:
     torch.manual_seed(0)
     kw = {"channels": [4, 4, 4, 4, 4], "hidden": 4, "fc": 8}
-    source = CRNN(3, 1000, (67, 67), **kw)
+    source = make_model("crnn", 3, 1000, (67, 67), **kw)
     save_checkpoint(tmp_path / "src.pt", {"model": source.state_dict()})
-    model = CRNN(3, 67, (67, 67), **kw)
+    model = make_model("crnn", 3, 67, (67, 67), **kw)
     apply_finetune(model, str(tmp_path / "src.pt"), ["rnn", "classifier"])
     assert model.classifier.out_features == 67
     for name, tensor in source.state_dict().items():
@@ -267,8 +285,7 @@ def test_fine_tuning_replaces_the_classifier_for_the_new_classes(tmp_path: Path)
 
 
 def test_bad_crnn_settings_are_clean_errors(tmp_path: Path) -> None:
-    assert_clean_error(run_cli("info", "model=crnn"),
-                       "C-RNN needs inputs of at least 55x55 (conv5 grid >= 1x1), got 8x8")
+    assert_clean_error(run_cli("info", "model=crnn"), "C-RNN", "55x55", "got 8x8")
     assert_clean_error(run_cli("train", *CRNN_TINY, "model.directions=[]",
                                f"hydra.run.dir={tmp_path}"),
-                       "model.directions must name at least one of left_to_right")
+                       "model.directions", "left_to_right")

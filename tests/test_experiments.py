@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import assert_clean_error, compose_config, run_cli, train_run
+from conftest import TINY_CRNN, assert_clean_error, compose_config, run_cli, train_run
 from omegaconf import DictConfig, OmegaConf
 from tiny_data import TINY_OVERRIDES, write_cifar100, write_imagenet_folders, write_mit_indoor
 
@@ -70,21 +70,21 @@ PAPER_ROWS: list[tuple[str, str, str, str, list[tuple[str, str, float]]]] = [
                            ("vertical", "C-RNN2 (down up)", 40.53),
                            ("all", "C-RNN4", 40.16))],
     # RecNets (Retsinas et al. 2019): accuracy %, CIFAR-10 and CIFAR-100
-    *[(f"recnet/{name}", "RecNets", table, row, [(C10, "test_top1", a), (C100, "test_top1", b)])
-      for name, table, row, a, b in (
-          ("t2a_relu", "2a", "ReLU", 94.62, 75.48),
-          ("t2a_shared_bn", "2a", "shared BN + ReLU", 87.44, 62.70),
-          ("t2a_separate_bn", "2a", "separate BN + ReLU", 95.15, 78.25),
-          ("t2a_linear", "2a", "None (linear)", 94.24, 75.71),
-          ("t2b_e1", "2b", "e = 1", 93.38, 71.94),
-          ("t2b_e2", "2b", "e = 2", 94.16, 73.10),
-          ("t2b_e4", "2b", "e = 4", 95.15, 78.25),
-          ("t2b_e8", "2b", "e = 8", 95.47, 79.33),
-          ("t2c_wh1x1", "2c", "W_x 3x3, W_h 1x1", 94.71, 77.48),
-          ("t2c_wx1x1", "2c", "W_x 1x1, W_h 3x3", 94.72, 77.42),
-          ("t2c_both3x3", "2c", "W_x 3x3, W_h 3x3", 95.15, 78.25),
-          ("t2d_recurrent", "2d", "recurrent", 95.15, 78.25),
-          ("t2d_grouped", "2d", "grouped", 94.65, 76.04))],
+    *[(f"recnet/t{table}_{name}", "RecNets", table, row,
+       [(C10, "test_top1", a), (C100, "test_top1", b)])
+      for table, rows in (
+          ("2a", (("relu", "ReLU", 94.62, 75.48),
+                  ("shared_bn", "shared BN + ReLU", 87.44, 62.70),
+                  ("separate_bn", "separate BN + ReLU", 95.15, 78.25),
+                  ("linear", "None (linear)", 94.24, 75.71))),
+          ("2b", (("e1", "e = 1", 93.38, 71.94), ("e2", "e = 2", 94.16, 73.10),
+                  ("e4", "e = 4", 95.15, 78.25), ("e8", "e = 8", 95.47, 79.33))),
+          ("2c", (("wh1x1", "W_x 3x3, W_h 1x1", 94.71, 77.48),
+                  ("wx1x1", "W_x 1x1, W_h 3x3", 94.72, 77.42),
+                  ("both3x3", "W_x 3x3, W_h 3x3", 95.15, 78.25))),
+          ("2d", (("recurrent", "recurrent", 95.15, 78.25),
+                  ("grouped", "grouped", 94.65, 76.04))))
+      for name, row, a, b in rows],
     *[(f"recnet/t3_{acronym}", "RecNets", "3", f"RecNet({arch})",
        [(C10, "test_top1", a), (C100, "test_top1", b)])
       for arch, acronym, a, b in (
@@ -171,7 +171,7 @@ def test_recnet_rows_train_on_cifar10_when_asked() -> None:
 
 
 def test_crnn_table4_presets_choose_their_directions() -> None:
-    directions = {p: [str(getattr(d, "value", d)) for d in compose_experiment(p).model.directions]
+    directions = {p: list(compose_experiment(p).model.directions)
                   for p in PRESETS if p.startswith("crnn/t4_")}
     assert directions["crnn/t4_bottom_to_top"] == ["bottom_to_top"]
     assert directions["crnn/t4_vertical"] == ["top_to_bottom", "bottom_to_top"]
@@ -194,9 +194,8 @@ def test_an_unknown_preset_is_a_clean_error_naming_the_presets(tmp_path: Path) -
 
 
 # -- end to end on the tiny files: a row's run writes the paper's number beside ours ----------
-TINY_CRNN = ("model.channels=[8,8,8,8,8]", "model.fc=16", "model.hidden=8", "trainer.epochs=1",
-             "trainer.batch_size=8", "schedule.milestones=[]", "trainer.progress=false",
-             "dataset.download=false")
+CRNN_RUN = (*TINY_CRNN, "trainer.epochs=1", "trainer.batch_size=8", "schedule.milestones=[]",
+            "trainer.progress=false", "dataset.download=false")
 
 
 def test_recnet_row_runs_and_reports_beside_the_paper(tmp_path: Path) -> None:
@@ -221,11 +220,11 @@ def test_crnn_rows_chain_ilsvrc_training_into_fine_tuning(tmp_path: Path) -> Non
     write_imagenet_folders(data)
     write_mit_indoor(data)
     ilsvrc = train_run(tmp_path / "ilsvrc", "experiment=crnn/t1_crnn_10views",
-                       f"dataset.root={data}", *TINY_CRNN, *TINY_OVERRIDES["imagenet"])
+                       f"dataset.root={data}", *CRNN_RUN, *TINY_OVERRIDES["imagenet"])
     assert [m["metric"] for m in ilsvrc["paper"]["metrics"]] == ["test_error", "test_top5_error"]
     checkpoint = tmp_path / "ilsvrc" / "checkpoints" / "last.pt"
     tuned = train_run(tmp_path / "mit", "experiment=crnn/t3_crnn_finetune",
-                      f"dataset.root={data}", f"finetune.checkpoint={checkpoint}", *TINY_CRNN,
+                      f"dataset.root={data}", f"finetune.checkpoint={checkpoint}", *CRNN_RUN,
                       *TINY_OVERRIDES["mitindoor"])
     [compared] = tuned["paper"]["metrics"]
     assert (compared["metric"], compared["value"]) == ("test_top1", 65.07)

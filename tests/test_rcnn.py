@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import make_model
 
 from rcnnexp.engine.build import count_params
 from rcnnexp.models.layers.rcl import RCL
-from rcnnexp.models.rcnn import RCNN
 
 
 @pytest.mark.parametrize(("K", "channels", "variant", "expected"), [
@@ -22,18 +22,19 @@ from rcnnexp.models.rcnn import RCNN
 ])
 def test_parameter_counts_match_the_paper(K: int, channels: int, variant: str,
                                           expected: int) -> None:
-    assert count_params(RCNN(channels, 10, K=K, variant=variant)) == expected
+    model = make_model("rcnn", channels, 10, (32, 32), K=K, variant=variant)
+    assert count_params(model) == expected
 
 
 @pytest.mark.parametrize(("size", "channels"), [((32, 32), 3), ((24, 24), 3), ((28, 28), 1),
                                                 ((8, 8), 1), ((13, 17), 2)])
 def test_rcnn_output_shape(size: tuple[int, int], channels: int) -> None:
-    model = RCNN(channels, 7, image_size=size, K=16)
+    model = make_model("rcnn", channels, 7, size, K=16)
     assert model(torch.randn(3, channels, *size)).shape == (3, 7)
 
 
 def test_feedforward_convolution_runs_once_per_forward() -> None:
-    layer = RCL(8, steps=3)
+    layer = RCL(8, steps=3, lrn=True, recursive=False)
     calls = {"feedforward": 0, "recurrent": 0}
     layer.feedforward.register_forward_hook(lambda *_: calls.__setitem__(
         "feedforward", calls["feedforward"] + 1))
@@ -46,7 +47,7 @@ def test_feedforward_convolution_runs_once_per_forward() -> None:
 def test_rcl_matches_the_papers_equations() -> None:
     """x(0) = LRN(ReLU(w_f*u + b)); x(t) = LRN(ReLU(w_f*u + w_r*x(t-1) + b))."""
     torch.manual_seed(0)
-    layer = RCL(16, steps=2)
+    layer = RCL(16, steps=2, lrn=True, recursive=False)
     u = torch.randn(2, 16, 5, 5)
     f = torch.nn.functional
     lrn = torch.nn.LocalResponseNorm(16 // 8 + 1, alpha=1e-3, beta=0.75, k=1.0)
@@ -59,7 +60,7 @@ def test_rcl_matches_the_papers_equations() -> None:
 
 def test_recursive_rcl_drops_the_feedforward_input_after_step_zero() -> None:
     torch.manual_seed(0)
-    layer = RCL(8, steps=2, recursive=True, lrn=False)
+    layer = RCL(8, steps=2, lrn=False, recursive=True)
     u = torch.randn(1, 8, 4, 4)
     f = torch.nn.functional
     b = layer.feedforward.bias.view(1, -1, 1, 1)
@@ -70,23 +71,23 @@ def test_recursive_rcl_drops_the_feedforward_input_after_step_zero() -> None:
 
 
 def test_t_steps_change_depth_not_parameters() -> None:
-    counts = {count_params(RCNN(3, 10, K=96, T=t)) for t in (1, 2, 3)}
+    counts = {count_params(make_model("rcnn", 3, 10, (32, 32), K=96, T=t)) for t in (1, 2, 3)}
     assert counts == {672_202}
 
 
 def test_wcnn_has_no_recurrent_weights() -> None:
-    model = RCNN(3, 10, K=16, variant="wcnn")
+    model = make_model("rcnn", 3, 10, (32, 32), K=16, variant="wcnn")
     rcls = [m for m in model.modules() if isinstance(m, RCL)]
     assert len(rcls) == 4 and all(m.recurrent is None for m in rcls)
 
 
 def test_lrn_can_be_switched_off() -> None:
-    model = RCNN(3, 10, K=16, lrn=False)
+    model = make_model("rcnn", 3, 10, (32, 32), K=16, lrn=False)
     assert not any(isinstance(m, torch.nn.LocalResponseNorm) for m in model.modules())
-    assert any(isinstance(m, torch.nn.LocalResponseNorm)
-               for m in RCNN(3, 10, K=16, conv1_lrn=True).features.children())
+    conv1_lrn = make_model("rcnn", 3, 10, (32, 32), K=16, conv1_lrn=True)
+    assert any(isinstance(m, torch.nn.LocalResponseNorm) for m in conv1_lrn.features.children())
 
 
 def test_unknown_variant_is_refused() -> None:
-    with pytest.raises(ValueError, match="variant must be one of"):
-        RCNN(3, 10, variant="resnet")
+    with pytest.raises(ValueError, match=r"^variant .*'resnet'"):
+        make_model("rcnn", 3, 10, (32, 32), variant="resnet")

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, assert_clean_error, compose_config, run_cli
+from conftest import REPO, assert_clean_error, build_for, compose_config, make_model, run_cli
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -22,7 +21,6 @@ from rcnnexp.cli import CONF_DIR
 from rcnnexp.engine.build import count_params
 from rcnnexp.engine.run import describe
 from rcnnexp.models.layers.crc import CRC, RecurrentModule
-from rcnnexp.models.recnet import RecNet
 from rcnnexp.report.catalogue import load_tables
 
 
@@ -108,6 +106,30 @@ def close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def assert_same_forward_backward(module: nn.Module, reference: nn.Module, x: torch.Tensor,
+                                 shape: tuple[int, ...]) -> None:
+    """``module`` and ``reference`` on copies of ``x``: outputs of ``shape`` alike, and the
+    inputs' gradients alike for one random output gradient (their weights' gradients are
+    left for the caller to compare)."""
+    x = x.detach().clone().requires_grad_()
+    x_ref = x.detach().clone().requires_grad_()
+    out, out_ref = module(x), reference(x_ref)
+    assert out.shape == shape
+    close(out, out_ref)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    out_ref.backward(grad)
+    close(x.grad, x_ref.grad)
+
+
+def assert_same_in_eval(module: nn.Module, reference: nn.Module, x: torch.Tensor) -> None:
+    """In eval mode (running statistics instead of the batch's) the outputs are alike too."""
+    module.eval()
+    reference.eval()
+    with torch.no_grad():
+        close(module(x), reference(x))
+
+
 @pytest.mark.parametrize(("sigma", "mode", "kernels"), VARIANTS)
 def test_crc_equals_the_plain_per_segment_loop(sigma: str, mode: str,
                                                kernels: tuple[int, int]) -> None:
@@ -117,15 +139,8 @@ def test_crc_equals_the_plain_per_segment_loop(sigma: str, mode: str,
     if crc.bias is not None:
         nn.init.normal_(crc.bias)  # a zero bias would hide where it is added
     ref = ReferenceCRC(crc)
-    x = torch.randn(3, 8, 5, 6, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_()
-    out, out_ref = crc(x), ref(x_ref)
-    assert out.shape == (3, 12, 5, 6)
-    close(out, out_ref)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    out_ref.backward(grad)
-    close(x.grad, x_ref.grad)
+    x = torch.randn(3, 8, 5, 6)
+    assert_same_forward_backward(crc, ref, x, (3, 12, 5, 6))
     params = dict(crc.named_parameters())
     expected = ref.grads_like_crc()
     assert set(expected) == set(params)
@@ -134,16 +149,13 @@ def test_crc_equals_the_plain_per_segment_loop(sigma: str, mode: str,
     buffers = dict(crc.named_buffers())
     for name, stat in ref.stats_like_crc().items():
         close(buffers[name], stat)
-    crc.eval()
-    ref.eval()
-    with torch.no_grad():
-        close(crc(x), ref(x_ref))
+    assert_same_in_eval(crc, ref, x)
 
 
 def test_the_recurrence_is_what_distinguishes_recurrent_from_grouped() -> None:
     """Segment 0 has no history in either mode; later segments differ (W_h on h vs x)."""
     torch.manual_seed(0)
-    rec = CRC(2, 2, 3, sigma="relu", wx_kernel=1, wh_kernel=1).eval()
+    rec = CRC(2, 2, 3, sigma="relu", wx_kernel=1, wh_kernel=1, mode="recurrent").eval()
     grouped = CRC(2, 2, 3, sigma="relu", wx_kernel=1, wh_kernel=1, mode="grouped").eval()
     grouped.load_state_dict(rec.state_dict())
     x = torch.randn(1, 6, 4, 4)
@@ -162,17 +174,11 @@ def test_the_recurrence_is_what_distinguishes_recurrent_from_grouped() -> None:
 def test_merged_transition_equals_crc_then_tb(sigma: str, mode: str) -> None:
     """Eq. 7: y = sum_i A_i h_i equals TB(concat(h_i)) in values and gradients."""
     torch.manual_seed(0)
-    module = RecurrentModule(2, 3, 4, 5, merge_transition=True, sigma=sigma, mode=mode)
+    module = RecurrentModule(2, 3, 4, 5, merge_transition=True, sigma=sigma, wx_kernel=3,
+                             wh_kernel=3, mode=mode)
     ref_crc, ref_tb = ReferenceCRC(module.crc), copy.deepcopy(module.tb)
-    x = torch.randn(3, 8, 5, 5, requires_grad=True)
-    x_ref = x.detach().clone().requires_grad_()
-    out, out_ref = module(x), ref_tb(ref_crc(x_ref))
-    assert out.shape == (3, 5, 5, 5)
-    close(out, out_ref)
-    grad = torch.randn_like(out)
-    out.backward(grad)
-    out_ref.backward(grad)
-    close(x.grad, x_ref.grad)
+    assert_same_forward_backward(module, nn.Sequential(ref_crc, ref_tb),
+                                 torch.randn(3, 8, 5, 5), (3, 5, 5, 5))
     close(module.tb.conv.weight.grad, ref_tb.conv.weight.grad)
     close(module.tb.norm.weight.grad, ref_tb.norm.weight.grad)
     for name, g in ref_crc.grads_like_crc().items():
@@ -198,7 +204,8 @@ class ChannelWidths(TorchDispatchMode):
 
 @pytest.mark.parametrize("merge", [False, True])
 def test_merged_transition_never_builds_the_wide_tensor(merge: bool) -> None:
-    module = RecurrentModule(2, 7, 4, 5, merge_transition=merge)  # CRC output: 4 * 7 = 28
+    module = RecurrentModule(2, 7, 4, 5, merge_transition=merge, sigma="separate_bn",
+                             wx_kernel=3, wh_kernel=3, mode="recurrent")  # CRC: 4 * 7 = 28
     recorder = ChannelWidths(2, (4, 4))
     with recorder:
         module(torch.randn(2, 8, 4, 4)).sum().backward()
@@ -207,8 +214,8 @@ def test_merged_transition_never_builds_the_wide_tensor(merge: bool) -> None:
 
 def test_recnet_merged_and_plain_are_the_same_function() -> None:
     torch.manual_seed(0)
-    plain = RecNet(3, 10, (6, 6), e=2, S=[2, 3], d=[3, 4])
-    merged = RecNet(3, 10, (6, 6), e=2, S=[2, 3], d=[3, 4], merge_transition=True)
+    plain = make_model("recnet", 3, 10, (6, 6), e=2, S=[2, 3], d=[3, 4])
+    merged = make_model("recnet", 3, 10, (6, 6), e=2, S=[2, 3], d=[3, 4], merge_transition=True)
     merged.load_state_dict(plain.state_dict())
     x = torch.randn(4, 3, 6, 6)
     y = torch.randint(0, 10, (4,))
@@ -217,32 +224,34 @@ def test_recnet_merged_and_plain_are_the_same_function() -> None:
     grads = dict(merged.named_parameters())
     for name, p in plain.named_parameters():
         close(p.grad, grads[name].grad)
-    plain.eval()
-    merged.eval()
-    with torch.no_grad():
-        close(plain(x), merged(x))
+    assert_same_in_eval(plain, merged, x)
 
 
 # -- parameter counts -----------------------------------------------------------------------
+def cifar100_recnet(**changes: object) -> nn.Module:
+    """``model=recnet`` (RecNet-60-1280) for CIFAR-100's 3x32x32 images and 100 classes."""
+    return make_model("recnet", 3, 100, (32, 32), **changes)
+
+
 def test_recnet_60_1280_counts_what_the_text_specifies() -> None:
     """1,733,140 on CIFAR-100 (REFERENCE §3): no conv bias before a BN, separate BNs."""
     with torch.device("meta"):
-        assert count_params(RecNet(3, 100)) == 1_733_140
+        assert count_params(cifar100_recnet()) == 1_733_140
 
 
 def test_table_2_differences_hold_exactly() -> None:
     with torch.device("meta"):
-        base = count_params(RecNet(3, 100))
-        assert base - count_params(RecNet(3, 100, wh_kernel=1)) == 344_064  # paper: 344 K
-        assert base - count_params(RecNet(3, 100, wx_kernel=1)) == 86_016  # paper: 86 K
-        assert count_params(RecNet(3, 100, mode="grouped")) == base
+        base = count_params(cifar100_recnet())
+        assert base - count_params(cifar100_recnet(wh_kernel=1)) == 344_064  # paper: 344 K
+        assert base - count_params(cifar100_recnet(wx_kernel=1)) == 86_016  # paper: 86 K
+        assert count_params(cifar100_recnet(mode="grouped")) == base
         # the paper's e = 1, 2, 4, 8 rows, each about 36 K over ours (same shortfall)
         for e, paper in ((1, 424_000), (2, 824_000), (4, 1_769_000), (8, 4_239_000)):
-            assert 35_000 < paper - count_params(RecNet(3, 100, e=e)) < 36_500
+            assert 35_000 < paper - count_params(cifar100_recnet(e=e)) < 36_500
 
 
 def test_the_default_head_is_the_texts_single_linear_layer() -> None:
-    model = RecNet(3, 100)
+    model = cifar100_recnet()
     assert model.head is None and model.classifier.in_features == 320
 
 
@@ -264,8 +273,7 @@ def test_a_hidden_head_of_161_units_reproduces_the_other_printed_counts() -> Non
             cfg = compose(config_name="config",
                           overrides=[f"experiment={row.preset}", "model.head_hidden=161"])
             with torch.device("meta"):
-                model = instantiate(cfg.model, _convert_="all", in_channels=3,
-                                    num_classes=100, image_size=[32, 32])
+                model = build_for(cfg, 3, 100, (32, 32))
             (fits if abs(count_params(model) - row.params) <= 500 else misses).add(row.preset)
     assert misses == MISSED_BY_HEAD_161 and len(fits) == 18
 
@@ -319,8 +327,7 @@ def test_presets_count_and_name_what_docs_say() -> None:
             for key in keys:  # Table 2's variants: keys on RecNet-60-1280
                 OmegaConf.update(cfg, *key.split("="))
             with torch.device("meta"):
-                model = instantiate(cfg.model, _convert_="all", in_channels=3,
-                                    num_classes=100, image_size=[32, 32])
+                model = build_for(cfg, 3, 100, (32, 32))
             assert count_params(model) == expected, overrides
             if overrides in ARCHS:
                 assert model.arch == ARCHS[overrides], overrides
@@ -340,12 +347,12 @@ def test_docs_table_shows_the_pinned_counts() -> None:
     ((13, 9), 2, [3, 2], [2, 2]), ((5, 5), 1, [2], [3])])
 def test_recnet_output_shape(size: tuple[int, int], channels: int, S: list[int],
                              d: list[int]) -> None:
-    model = RecNet(channels, 7, size, e=2, S=S, d=d)
+    model = make_model("recnet", channels, 7, size, e=2, S=S, d=d)
     assert model(torch.randn(2, channels, *size)).shape == (2, 7)
 
 
 def test_recnet_layout_follows_table_1() -> None:
-    model = RecNet(3, 100)
+    model = cifar100_recnet()
     recs = [m for m in model.modules() if isinstance(m, RecurrentModule)]
     assert [(r.crc.s_in, r.crc.s_out, r.crc.d, r.tb.conv.out_channels) for r in recs] == [
         (8, 32, 10, 80), (8, 32, 10, 160), (16, 64, 10, 160), (16, 64, 10, 320),
@@ -355,16 +362,17 @@ def test_recnet_layout_follows_table_1() -> None:
 
 
 def test_recnet_refuses_bad_settings() -> None:
-    with pytest.raises(ValueError, match="one value per stage"):
-        RecNet(3, 10, S=[8, 16], d=[10, 10, 10])
+    with pytest.raises(ValueError, match=r"S=\[8, 16\] and d=\[10, 10, 10\]"):
+        make_model("recnet", 3, 10, (32, 32), S=[8, 16], d=[10, 10, 10])
     with pytest.raises(ValueError, match=r"at least 4x4 \(2 2x2 max-pools\), got 2x2"):
-        RecNet(3, 10, (2, 2), S=[1, 1, 1], d=[1, 1, 1])
-    with pytest.raises(ValueError, match="sigma must be one of"):
-        RecNet(3, 10, sigma="tanh")
-    with pytest.raises(ValueError, match="wh_kernel must be 1 or 3"):
-        CRC(2, 2, 2, wh_kernel=5)
+        make_model("recnet", 3, 10, (2, 2), S=[1, 1, 1], d=[1, 1, 1])
+    with pytest.raises(ValueError, match=r"^sigma .*'tanh'"):
+        make_model("recnet", 3, 10, (32, 32), sigma="tanh")
+    crc = {"sigma": "separate_bn", "wx_kernel": 3, "wh_kernel": 3, "mode": "recurrent"}
+    with pytest.raises(ValueError, match=r"^wh_kernel .*5"):
+        CRC(2, 2, 2, **{**crc, "wh_kernel": 5})
     with pytest.raises(ValueError, match="expects 8 input channels, got 6"):
-        CRC(2, 3, 4)(torch.randn(1, 6, 3, 3))
+        CRC(2, 3, 4, **crc)(torch.randn(1, 6, 3, 3))
 
 
 def test_info_reports_params_and_flops_for_every_variant() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from rcnnexp.errors import ConfigError
@@ -27,6 +27,15 @@ def one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
     choices = list(choices)
     require(value in choices,
             f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+
+def model_check(check: Callable[..., object], *args: object) -> None:
+    """A check the model classes apply to their own arguments (:mod:`rcnnexp.models.arguments`),
+    run on a schema's fields: its ValueError, naming ``model.KEY``, as a ConfigError."""
+    try:
+        check(*args, prefix="model.")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def increasing_epochs(key: str, epochs: Sequence[int]) -> None:

@@ -2,21 +2,24 @@
 
 Each ``_target_`` names the model class; the engine builds it with the dataset's
 ``in_channels``, ``num_classes`` and ``image_size`` added, so the fields here are exactly
-the family's own hyper-parameters.
+the family's own hyper-parameters. This is the one place that gives their defaults; the
+model classes take every one of them as a keyword without a default of its own. A field
+with a fixed set of names is typed with its :class:`~rcnnexp.choice.Choice` from
+:mod:`rcnnexp.models.choices`, so OmegaConf refuses any other name while composing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 
-from rcnnexp.config.checks import non_negative, one_of, positive, require
-
-
-class RCNNVariant(str, Enum):
-    rcnn = "rcnn"  # recurrent convolutional layers (the paper's model)
-    rcnn_recursive = "rcnn_recursive"  # rCNN: no feed-forward input after t=0 (Table 1)
-    wcnn = "wcnn"  # WCNN: each RCL replaced by one plain 3x3 convolution (Table 1)
+from rcnnexp.config.checks import model_check, non_negative, one_of, positive, require
+from rcnnexp.models.arguments import (
+    ALEXNET_CHANNELS,
+    alexnet_channels,
+    crnn_directions,
+    recnet_stages,
+)
+from rcnnexp.models.choices import BPTT, KERNELS, CRCMode, CRCSigma, Direction, RCNNVariant
 
 
 @dataclass
@@ -35,18 +38,6 @@ class RCNNConfig:
         positive("model.K", self.K)
         non_negative("model.T", self.T)
         require(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
-
-
-class CRCSigma(str, Enum):
-    separate_bn = "separate_bn"  # a BatchNorm per step + ReLU, no bias (the paper's default)
-    shared_bn = "shared_bn"  # one BatchNorm shared by all steps + ReLU, no bias
-    relu = "relu"  # ReLU with a bias b
-    linear = "linear"  # linear recursion with a bias; BatchNorm + ReLU at the layer's output
-
-
-class CRCMode(str, Enum):
-    recurrent = "recurrent"  # h_i = s_i(x_i * W_x + h_{i-1} * W_h) (the paper's CRC)
-    grouped = "grouped"  # Table 2d: h_i = s_i(x_i * (W_x (x) W_h)), no recurrence
 
 
 @dataclass
@@ -72,28 +63,11 @@ class RecNetConfig:
     head_hidden: int | None = None
 
     def __post_init__(self) -> None:
-        positive("model.e", self.e)
-        require(len(self.S) > 0 and len(self.S) == len(self.d),
-                "model.S and model.d must give one value per stage (the paper's RecNet has 3: "
-                f"S=[S1,S2,S3], d=[d1,d2,d3]); got S={list(self.S)} and d={list(self.d)}")
-        require(all(s > 0 for s in self.S) and all(k > 0 for k in self.d),
-                f"model.S and model.d must be positive, got S={list(self.S)}, d={list(self.d)}")
-        one_of("model.wx_kernel", self.wx_kernel, [1, 3])
-        one_of("model.wh_kernel", self.wh_kernel, [1, 3])
+        model_check(recnet_stages, self.e, self.S, self.d)
+        one_of("model.wx_kernel", self.wx_kernel, KERNELS)
+        one_of("model.wh_kernel", self.wh_kernel, KERNELS)
         require(self.head_hidden is None or self.head_hidden > 0,
                 f"model.head_hidden must be positive or null, got {self.head_hidden}")
-
-
-class Direction(str, Enum):
-    left_to_right = "left_to_right"
-    right_to_left = "right_to_left"
-    top_to_bottom = "top_to_bottom"
-    bottom_to_top = "bottom_to_top"
-
-
-class BPTT(str, Enum):
-    window = "window"  # the paper: gradients stop at window (row/column) boundaries
-    sequence = "sequence"  # back-propagate through the whole sequence
 
 
 @dataclass
@@ -101,19 +75,13 @@ class AlexNetConfig:
     """AlexNet as Caffe's bvlc_alexnet (the C-RNN paper's baseline)."""
 
     _target_: str = "rcnnexp.models.alexnet.AlexNet"
-    channels: list[int] = field(default_factory=lambda: [96, 256, 384, 384, 256])  # conv1-5
+    channels: list[int] = field(default_factory=lambda: list(ALEXNET_CHANNELS))  # conv1-5
     groups: int = 2  # conv2, conv4, conv5 are split into this many groups (two GPUs in 2012)
     fc: int = 4096  # units of fc6 and fc7
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        require(len(self.channels) == 5 and all(c > 0 for c in self.channels),
-                "model.channels must be five positive widths (conv1-5, AlexNet: "
-                f"[96, 256, 384, 384, 256]), got {list(self.channels)}")
-        positive("model.groups", self.groups)
-        require(all(c % self.groups == 0 for c in self.channels),
-                f"model.channels {list(self.channels)} must be divisible by model.groups="
-                f"{self.groups} (conv2, conv4 and conv5 are grouped convolutions)")
+        model_check(alexnet_channels, self.channels, self.groups)
         positive("model.fc", self.fc)
         require(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
 
@@ -130,9 +98,4 @@ class CRNNConfig(AlexNetConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         positive("model.hidden", self.hidden)
-        require(len(self.directions) > 0,
-                "model.directions must name at least one of "
-                f"{', '.join(d.value for d in Direction)}")
-        require(len(set(self.directions)) == len(self.directions),
-                f"model.directions lists a direction twice: "
-                f"{[getattr(d, 'value', d) for d in self.directions]}")
+        model_check(crnn_directions, self.directions)

@@ -29,9 +29,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rcnnexp.models.arguments import alexnet_channels
 from rcnnexp.models.base import ImageClassifier
-
-ALEXNET_CHANNELS = (96, 256, 384, 384, 256)
 
 
 def _pool() -> nn.MaxPool2d:
@@ -45,9 +44,8 @@ def _lrn() -> nn.LocalResponseNorm:
 class AlexNetFeatures(nn.Sequential):
     """conv1 .. pool5 of bvlc_alexnet: ``[N, C, H, W]`` -> ``[N, channels[4], h, w]``."""
 
-    def __init__(self, in_channels: int, channels: Sequence[int] = ALEXNET_CHANNELS,
-                 groups: int = 2) -> None:
-        c1, c2, c3, c4, c5 = check_channels(channels, groups)
+    def __init__(self, in_channels: int, *, channels: Sequence[int], groups: int) -> None:
+        c1, c2, c3, c4, c5 = alexnet_channels(channels, groups)
         super().__init__()
         self.add_module("conv1", nn.Conv2d(in_channels, c1, 11, stride=4))
         self.add_module("relu1", nn.ReLU(inplace=True))
@@ -90,22 +88,6 @@ class AlexNetFeatures(nn.Sequential):
         return grid
 
 
-def check_channels(channels: Sequence[int], groups: int) -> tuple[int, int, int, int, int]:
-    """conv1-5 widths: five positive numbers; conv2, conv4, conv5 split into ``groups``."""
-    channels = tuple(int(c) for c in channels)
-    if len(channels) != 5 or min(channels) < 1:
-        raise ValueError(f"channels must be five positive widths (conv1-5, AlexNet: "
-                         f"{list(ALEXNET_CHANNELS)}), got {list(channels)}")
-    if groups < 1:
-        raise ValueError(f"groups must be positive, got {groups}")
-    bad = [f"conv{i + 1}={c}" for i, c in enumerate(channels) if c % groups]
-    if bad:  # conv2, conv4, conv5 are grouped: their inputs and outputs split into groups
-        raise ValueError(f"channels must be divisible by groups={groups} (conv2, conv4 and "
-                         f"conv5 are grouped convolutions), not {', '.join(bad)}")
-    c1, c2, c3, c4, c5 = channels
-    return c1, c2, c3, c4, c5
-
-
 def fc_layers(in_features: int, width: int, dropout: float) -> nn.Sequential:
     """fc6 and fc7: two fully connected layers of ``width`` units, each ReLU + dropout."""
     fc = nn.Sequential()
@@ -130,15 +112,14 @@ def classifier_layer(width: int, num_classes: int) -> nn.Linear:
 
 
 class AlexNet(ImageClassifier):
-    """Parts: ``features`` (conv1-5), ``fc`` (fc6-7), ``classifier`` (fc8)."""
+    """Parts: ``features`` (conv1-5), ``fc`` (fc6-7), ``classifier`` (fc8). Built with the
+    dataset's shape and ``model.*`` (AlexNetConfig holds every default)."""
 
-    def __init__(self, in_channels: int, num_classes: int,
-                 image_size: Sequence[int] = (227, 227),
-                 channels: Sequence[int] = ALEXNET_CHANNELS, groups: int = 2, fc: int = 4096,
-                 dropout: float = 0.5) -> None:
+    def __init__(self, *, in_channels: int, num_classes: int, image_size: Sequence[int],
+                 channels: Sequence[int], groups: int, fc: int, dropout: float) -> None:
         super().__init__()
         grid = AlexNetFeatures.grid("AlexNet", image_size)
-        self.features = AlexNetFeatures(in_channels, channels, groups)
+        self.features = AlexNetFeatures(in_channels, channels=channels, groups=groups)
         self.fc = fc_layers(channels[4] * grid[0] * grid[1], fc, dropout)
         self.classifier = classifier_layer(fc, num_classes)
 

@@ -19,31 +19,27 @@ from collections.abc import Sequence
 
 import torch
 
-from rcnnexp.models.alexnet import (
-    ALEXNET_CHANNELS,
-    AlexNetFeatures,
-    classifier_layer,
-    fc_layers,
-)
+from rcnnexp.models.alexnet import AlexNetFeatures, classifier_layer, fc_layers
 from rcnnexp.models.base import ImageClassifier
-from rcnnexp.models.layers.quad_rnn import DIRECTIONS, QuadDirectionalRNN
+from rcnnexp.models.layers.quad_rnn import BPTT, Direction, QuadDirectionalRNN
 
-SHORT = {"left_to_right": "lr", "right_to_left": "rl", "top_to_bottom": "tb",
-         "bottom_to_top": "bt"}
+SHORT = {Direction.left_to_right: "lr", Direction.right_to_left: "rl",
+         Direction.top_to_bottom: "tb", Direction.bottom_to_top: "bt"}
 
 
 class CRNN(ImageClassifier):
-    """Parts: ``features`` (conv1-5), ``rnn``, ``fc`` (fc6-7), ``classifier`` (fc8)."""
+    """Parts: ``features`` (conv1-5), ``rnn``, ``fc`` (fc6-7), ``classifier`` (fc8). Built
+    with the dataset's shape and ``model.*`` (CRNNConfig holds every default)."""
 
-    def __init__(self, in_channels: int, num_classes: int,
-                 image_size: Sequence[int] = (227, 227),
-                 channels: Sequence[int] = ALEXNET_CHANNELS, groups: int = 2,
-                 hidden: int = 256, directions: Sequence[str] = DIRECTIONS,
-                 bptt: str = "window", fc: int = 4096, dropout: float = 0.5) -> None:
+    def __init__(self, *, in_channels: int, num_classes: int, image_size: Sequence[int],
+                 channels: Sequence[int], groups: int, hidden: int,
+                 directions: Sequence[Direction | str], bptt: BPTT | str, fc: int,
+                 dropout: float) -> None:
         super().__init__()
         grid = AlexNetFeatures.grid("C-RNN", image_size)
-        self.features = AlexNetFeatures(in_channels, channels, groups)
-        self.rnn = QuadDirectionalRNN(channels[4], hidden, directions, bptt, dropout)
+        self.features = AlexNetFeatures(in_channels, channels=channels, groups=groups)
+        self.rnn = QuadDirectionalRNN(channels[4], hidden_size=hidden, directions=directions,
+                                      bptt=bptt, dropout=dropout)
         self.fc = fc_layers(hidden * grid[0] * grid[1], fc, dropout)
         self.classifier = classifier_layer(fc, num_classes)
 

@@ -20,29 +20,33 @@ RCLs) and WCNN (each RCL a plain 3x3 convolution).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
 from rcnnexp.models.base import ImageClassifier
+from rcnnexp.models.choices import RCNNVariant
 from rcnnexp.models.layers.rcl import RCL, rcnn_lrn
 
-VARIANTS = ("rcnn", "rcnn_recursive", "wcnn")
+NAMES = {RCNNVariant.rcnn: "RCNN", RCNNVariant.rcnn_recursive: "rCNN", RCNNVariant.wcnn: "WCNN"}
 
 
 class RCNN(ImageClassifier):
-    def __init__(self, in_channels: int, num_classes: int, image_size: tuple[int, int] = (32, 32),
-                 K: int = 96, T: int = 3, dropout: float = 0.5, lrn: bool = True,
-                 conv1_lrn: bool = False, variant: str = "rcnn") -> None:
+    """Built with the dataset's shape and ``model.*`` (RCNNConfig holds every default);
+    ``image_size`` is accepted and unused: the global max pool takes any size."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, image_size: Sequence[int],
+                 K: int, T: int, dropout: float, lrn: bool, conv1_lrn: bool,
+                 variant: RCNNVariant | str) -> None:
         super().__init__()
-        variant = str(getattr(variant, "value", variant))
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        self.K, self.T, self.variant = K, T, variant
-        steps = 0 if variant == "wcnn" else T
-        recursive = variant == "rcnn_recursive"
+        self.variant = RCNNVariant.of("variant", variant)
+        self.K, self.T = K, T
+        steps = 0 if self.variant is RCNNVariant.wcnn else T
+        recursive = self.variant is RCNNVariant.rcnn_recursive
 
         def rcl() -> RCL:
-            return RCL(K, steps, lrn=lrn, recursive=recursive)
+            return RCL(K, steps=steps, lrn=lrn, recursive=recursive)
 
         self.features = nn.Sequential()
         self.features.add_module("conv1", nn.Conv2d(in_channels, K, 5, padding=2))
@@ -71,8 +75,8 @@ class RCNN(ImageClassifier):
 
     @property
     def arch(self) -> str:
-        name = {"rcnn": "RCNN", "rcnn_recursive": "rCNN", "wcnn": "WCNN"}[self.variant]
-        return f"{name}-{self.K}" + ("" if self.variant == "wcnn" else f" (T={self.T})")
+        name = f"{NAMES[self.variant]}-{self.K}"
+        return name if self.variant is RCNNVariant.wcnn else f"{name} (T={self.T})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)

@@ -36,32 +36,28 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rcnnexp.models.arguments import recnet_stages
 from rcnnexp.models.base import ImageClassifier
-from rcnnexp.models.layers.crc import MODES, SIGMAS, RecurrentModule, check_choice
+from rcnnexp.models.layers.crc import CRCMode, CRCSigma, RecurrentModule
 
 
 class RecNet(ImageClassifier):
-    def __init__(self, in_channels: int, num_classes: int,
-                 image_size: Sequence[int] = (32, 32), e: int = 4,
-                 S: Sequence[int] = (8, 16, 32), d: Sequence[int] = (10, 10, 10),
-                 sigma: str = "separate_bn", wx_kernel: int = 3, wh_kernel: int = 3,
-                 mode: str = "recurrent", merge_transition: bool = False,
-                 head_hidden: int | None = None) -> None:
+    """Built with the dataset's shape and ``model.*`` (RecNetConfig holds every default)."""
+
+    def __init__(self, *, in_channels: int, num_classes: int, image_size: Sequence[int],
+                 e: int, S: Sequence[int], d: Sequence[int], sigma: CRCSigma | str,
+                 wx_kernel: int, wh_kernel: int, mode: CRCMode | str, merge_transition: bool,
+                 head_hidden: int | None) -> None:
         super().__init__()
-        S, d = [int(s) for s in S], [int(k) for k in d]
-        if not S or len(S) != len(d):
-            raise ValueError(f"S and d must give one value per stage (the paper's RecNet has "
-                             f"3 stages: S=[S1,S2,S3], d=[d1,d2,d3]); got S={S} and d={d}")
-        if e < 1 or min(S) < 1 or min(d) < 1:
-            raise ValueError(f"e, S and d must be positive, got e={e}, S={S}, d={d}")
+        S, d = recnet_stages(e, S, d)
         smallest = 2 ** (len(S) - 1)  # one 2x2 max-pool between stages
         if min(image_size) < smallest:
             size = "x".join(map(str, image_size))
             raise ValueError(f"RecNet with {len(S)} stages needs inputs of at least "
                              f"{smallest}x{smallest} ({len(S) - 1} 2x2 max-pools), got {size}")
         self.e, self.S, self.d = e, S, d
-        self.sigma = check_choice("sigma", sigma, SIGMAS)
-        self.mode = check_choice("mode", mode, MODES)
+        self.sigma = CRCSigma.of("sigma", sigma)
+        self.mode = CRCMode.of("mode", mode)
         self.kernels = (wx_kernel, wh_kernel)
         widths = [s * k for s, k in zip(S, d, strict=True)]  # S_i * d_i: a stage's in/out
 
@@ -102,12 +98,12 @@ class RecNet(ImageClassifier):
     @property
     def arch(self) -> str:
         notes = []
-        if self.sigma != "separate_bn":
+        if self.sigma is not CRCSigma.separate_bn:
             notes.append(f"sigma={self.sigma}")
         if self.kernels != (3, 3):
             notes.append(f"W_x {self.kernels[0]}x{self.kernels[0]}, "
                          f"W_h {self.kernels[1]}x{self.kernels[1]}")
-        if self.mode != "recurrent":
+        if self.mode is not CRCMode.recurrent:
             notes.append(self.mode)
         return f"RecNet-{self.depth}-{self.width}" + (f" ({'; '.join(notes)})" if notes else "")
 

@@ -47,17 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SIGMAS = ("separate_bn", "shared_bn", "relu", "linear")
-MODES = ("recurrent", "grouped")
-KERNELS = (1, 3)
-
-
-def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    """An option given as a string or a ``str`` Enum, checked against ``choices``."""
-    value = str(getattr(value, "value", value))
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
+from rcnnexp.models.choices import KERNELS, CRCMode, CRCSigma
 
 
 class CRC(nn.Module):
@@ -65,8 +55,8 @@ class CRC(nn.Module):
 
     summary_block = True  # `rcnnexp info` lists a CRC as one layer
 
-    def __init__(self, s_in: int, s_out: int, d: int, sigma: str = "separate_bn",
-                 wx_kernel: int = 3, wh_kernel: int = 3, mode: str = "recurrent") -> None:
+    def __init__(self, s_in: int, s_out: int, d: int, *, sigma: CRCSigma | str,
+                 wx_kernel: int, wh_kernel: int, mode: CRCMode | str) -> None:
         super().__init__()
         for name, value in (("S_in", s_in), ("S_out", s_out), ("d", d)):
             if value < 1:
@@ -75,22 +65,23 @@ class CRC(nn.Module):
             if k not in KERNELS:
                 raise ValueError(f"{name} must be 1 or 3, got {k}")
         self.s_in, self.s_out, self.d = s_in, s_out, d
-        self.sigma = check_choice("sigma", sigma, SIGMAS)
-        self.mode = check_choice("mode", mode, MODES)
+        self.sigma = CRCSigma.of("sigma", sigma)
+        self.mode = CRCMode.of("mode", mode)
         self.weight_x = nn.Parameter(torch.empty(s_out, s_in, wx_kernel, wx_kernel))
         self.weight_h = nn.Parameter(torch.empty(s_out, s_out, wh_kernel, wh_kernel))
-        self.bias = (nn.Parameter(torch.empty(s_out)) if self.sigma in ("relu", "linear")
+        self.bias = (nn.Parameter(torch.empty(s_out))
+                     if self.sigma in (CRCSigma.relu, CRCSigma.linear)
                      else None)
-        if self.sigma in ("separate_bn", "linear"):
+        if self.sigma in (CRCSigma.separate_bn, CRCSigma.linear):
             self.norm: nn.BatchNorm2d | None = nn.BatchNorm2d(d * s_out)  # block i: step i
-        elif self.sigma == "shared_bn":
+        elif self.sigma is CRCSigma.shared_bn:
             self.norm = nn.BatchNorm2d(s_out)
         else:
             self.norm = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        gain = math.sqrt(0.5) if self.mode == "recurrent" else 1.0
+        gain = math.sqrt(0.5) if self.mode is CRCMode.recurrent else 1.0
         for weight in (self.weight_x, self.weight_h):
             nn.init.kaiming_normal_(weight, nonlinearity="relu")
             weight.data.mul_(gain)
@@ -104,7 +95,7 @@ class CRC(nn.Module):
         """Step i's BatchNorm: the shared one, or channel block i of the separate ones."""
         bn = self.norm
         assert bn is not None
-        if self.sigma == "shared_bn":
+        if self.sigma is CRCSigma.shared_bn:
             return bn(z)
         block = slice(i * self.s_out, (i + 1) * self.s_out)
         # what nn.BatchNorm2d.forward does, on the block's slices of its tensors
@@ -123,10 +114,10 @@ class CRC(nn.Module):
 
     def _sigma(self, z: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(the layer's output segment i, the state step i+1 sees) from the pre-activation."""
-        if self.sigma == "relu":
+        if self.sigma is CRCSigma.relu:
             h = F.relu(z)
             return h, h
-        if self.sigma == "linear":  # the recursion is linear; BN + ReLU at the output
+        if self.sigma is CRCSigma.linear:  # the recursion is linear; BN + ReLU at the output
             return F.relu(self._batch_norm(z, i)), z
         h = F.relu(self._batch_norm(z, i))
         return h, h
@@ -141,7 +132,7 @@ class CRC(nn.Module):
         px, ph = self.weight_x.shape[-1] // 2, self.weight_h.shape[-1] // 2
         # segment i of image b is row b*d + i of the folded batch: one convolution for all
         folded = x.reshape(n * self.d, self.s_in, height, width)
-        if self.mode == "grouped":  # h_i = s_i(x_i * (W_x (x) W_h)): no history term
+        if self.mode is CRCMode.grouped:  # h_i = s_i(x_i * (W_x (x) W_h)): no history term
             z = F.conv2d(F.conv2d(folded, self.weight_x, padding=px), self.weight_h, self.bias,
                          padding=ph)
             for i, z_i in enumerate(z.view(n, self.d, self.s_out, height, width).unbind(1)):
@@ -194,11 +185,12 @@ class RecurrentModule(nn.Module):
     way, so a checkpoint loads into both.
     """
 
-    def __init__(self, s_in: int, s_out: int, d: int, out_channels: int,
-                 merge_transition: bool = False, sigma: str = "separate_bn",
-                 wx_kernel: int = 3, wh_kernel: int = 3, mode: str = "recurrent") -> None:
+    def __init__(self, s_in: int, s_out: int, d: int, out_channels: int, *,
+                 merge_transition: bool, sigma: CRCSigma | str, wx_kernel: int,
+                 wh_kernel: int, mode: CRCMode | str) -> None:
         super().__init__()
-        self.crc = CRC(s_in, s_out, d, sigma, wx_kernel, wh_kernel, mode)
+        self.crc = CRC(s_in, s_out, d, sigma=sigma, wx_kernel=wx_kernel, wh_kernel=wh_kernel,
+                       mode=mode)
         self.tb = TransitionBlock(d * s_out, out_channels)
         self.merge_transition = merge_transition
         # merged, the pair runs as one layer: `rcnnexp info` shows it as one row
@@ -219,4 +211,4 @@ class RecurrentModule(nn.Module):
         return "merged (Eq. 7)" if self.merge_transition else ""
 
 
-__all__ = ["CRC", "MODES", "SIGMAS", "RecurrentModule", "TransitionBlock"]
+__all__ = ["CRC", "RecurrentModule", "TransitionBlock"]

@@ -34,8 +34,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-DIRECTIONS = ("left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top")
-BPTT = ("window", "sequence")
+from rcnnexp.models.arguments import crnn_directions
+from rcnnexp.models.choices import BPTT, Direction
+
+ROWS = (Direction.left_to_right, Direction.right_to_left)  # windows of one row
+REVERSED = (Direction.right_to_left, Direction.bottom_to_top)  # from the bottom-right region
 
 
 class SingleBiasRNN(nn.RNN):
@@ -58,47 +61,40 @@ class QuadDirectionalRNN(nn.Module):
 
     summary_block = True  # `rcnnexp info` lists the RNN layer as one row
 
-    def __init__(self, input_size: int, hidden_size: int = 256,
-                 directions: Sequence[str] = DIRECTIONS, bptt: str = "window",
-                 dropout: float = 0.0) -> None:
+    def __init__(self, input_size: int, *, hidden_size: int,
+                 directions: Sequence[Direction | str], bptt: BPTT | str,
+                 dropout: float) -> None:
         super().__init__()
-        names = [str(getattr(d, "value", d)) for d in directions]
-        unknown = [d for d in names if d not in DIRECTIONS]
-        if not names or unknown or len(set(names)) != len(names):
-            raise ValueError(f"directions must be a non-empty list of distinct directions "
-                             f"among {', '.join(DIRECTIONS)}; got {names}")
-        bptt = str(getattr(bptt, "value", bptt))
-        if bptt not in BPTT:
-            raise ValueError(f"bptt must be one of {', '.join(BPTT)}; got {bptt!r}")
-        self.directions = tuple(names)
-        self.bptt = bptt
+        self.directions = crnn_directions(directions)
+        self.bptt = BPTT.of("bptt", bptt)
         self.hidden_size = hidden_size
-        self.rnns = nn.ModuleDict({d: SingleBiasRNN(input_size, hidden_size) for d in names})
+        self.rnns = nn.ModuleDict({d.value: SingleBiasRNN(input_size, hidden_size)
+                                   for d in self.directions})
         self.dropout = nn.Dropout(dropout)  # the paper's dropout on the RNN layer
 
     @staticmethod
     def scan(x: torch.Tensor, direction: str) -> tuple[torch.Tensor, int]:
         """``[N, C, H, W]`` -> (the direction's sequence ``[N, H*W, C]``, window length)."""
-        if direction in ("left_to_right", "right_to_left"):
+        if direction in ROWS:
             seq, window = x.permute(0, 2, 3, 1).flatten(1, 2), x.shape[3]  # row by row
         else:
             seq, window = x.permute(0, 3, 2, 1).flatten(1, 2), x.shape[2]  # column by column
-        if direction in ("right_to_left", "bottom_to_top"):
+        if direction in REVERSED:
             seq = seq.flip(1)
         return seq, window
 
     @staticmethod
     def unscan(seq: torch.Tensor, direction: str, height: int, width: int) -> torch.Tensor:
         """A direction's outputs ``[N, H*W, D]`` back into row-major region order."""
-        if direction in ("right_to_left", "bottom_to_top"):
+        if direction in REVERSED:
             seq = seq.flip(1)
-        if direction in ("top_to_bottom", "bottom_to_top"):  # column-major -> row-major
+        if direction not in ROWS:  # column-major -> row-major
             n, _, dim = seq.shape
             seq = seq.reshape(n, width, height, dim).transpose(1, 2).reshape(n, -1, dim)
         return seq
 
     def _run(self, rnn: nn.RNN, seq: torch.Tensor, window: int) -> torch.Tensor:
-        if self.bptt == "sequence":
+        if self.bptt is BPTT.sequence:
             return rnn(seq)[0]
         outputs, state = [], None
         for start in range(0, seq.shape[1], window):
@@ -118,7 +114,7 @@ class QuadDirectionalRNN(nn.Module):
         return self.dropout(total)
 
     def extra_repr(self) -> str:
-        return f"directions={list(self.directions)}, bptt={self.bptt}"
+        return f"directions={[str(d) for d in self.directions]}, bptt={self.bptt}"
 
 
-__all__ = ["BPTT", "DIRECTIONS", "QuadDirectionalRNN", "SingleBiasRNN"]
+__all__ = ["QuadDirectionalRNN", "SingleBiasRNN"]

@@ -31,8 +31,7 @@ class RCL(nn.Module):
 
     summary_block = True  # `rcnnexp info` lists an RCL as one layer
 
-    def __init__(self, channels: int, steps: int, lrn: bool = True, recursive: bool = False
-                 ) -> None:
+    def __init__(self, channels: int, *, steps: int, lrn: bool, recursive: bool) -> None:
         super().__init__()
         self.steps = steps
         self.recursive = recursive
