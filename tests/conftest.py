@@ -48,6 +48,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
                           capture_output=True, timeout=timeout, check=False)
 
 
+def tests_on_pythonpath() -> dict[str, str]:
+    """The CLI environment with this folder importable, for ``_target_``s defined in tests
+    (:mod:`crashing_model`)."""
+    path = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+    return {"PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     """A user error: non-zero exit, no traceback, and a message containing ``needles``."""
     out = proc.stdout + proc.stderr

@@ -18,6 +18,7 @@ from conftest import (
     run_cli,
     scalars,
     start_train,
+    tests_on_pythonpath,
     wait_for,
 )
 
@@ -145,16 +146,45 @@ def test_info_prints_a_table_and_a_json_summary() -> None:
     assert "features.rcl1" in proc.stdout
 
 
+SWEEP_QUICK = tuple(a for a in QUICK if not a.startswith("model.K="))
+
+
 def test_sweep_runs_each_job_and_reports_the_failed_one(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    quick = [a for a in QUICK if not a.startswith("model.K=")]
-    proc = run_cli("train", "-m", "model.K=0,8", *quick, f"hydra.sweep.dir={sweep}")
+    proc = run_cli("train", "-m", "model.K=0,8", *SWEEP_QUICK, f"hydra.sweep.dir={sweep}")
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "1 of 2 jobs failed" in proc.stderr and "model.K must be positive" in proc.stderr
     assert not (sweep / "0" / "results.json").exists()
     assert json.loads((sweep / "1" / "results.json").read_text())["epochs"] == 1
     assert (sweep / "1" / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_a_job_that_crashes_is_reported_and_the_sweep_finishes(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    models = "model._target_=crashing_model.CrashingRCNN,rcnnexp.models.rcnn.RCNN"
+    proc = run_cli("train", "-m", models, "model.K=8", *SWEEP_QUICK, f"hydra.sweep.dir={sweep}",
+                   env=tests_on_pythonpath())
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # the crash is named when it happens and in the summary, its traceback kept in its log
+    assert "1 of 2 jobs failed" in proc.stderr, proc.stderr
+    summary = proc.stderr.split("1 of 2 jobs failed")[1]
+    assert "#0 (model._target_=crashing_model.CrashingRCNN" in summary
+    assert "RuntimeError: the test model crashed in training" in summary
+    assert "Traceback" in (sweep / "0" / "train.log").read_text()
+    # the job after it ran to the end, and the sweep says where to look at both
+    assert json.loads((sweep / "1" / "results.json").read_text())["epochs"] == 1
+    assert proc.stdout.count("tensorboard --logdir") == 1
+    assert f"tensorboard --logdir {sweep}\n" in proc.stdout
+
+
+def test_a_crashing_single_run_shows_its_error_and_no_callback_warning(tmp_path: Path) -> None:
+    proc = run_cli("train", "model._target_=crashing_model.CrashingRCNN", *QUICK,
+                   f"hydra.run.dir={tmp_path / 'run'}", env=tests_on_pythonpath())
+    assert proc.returncode == 1
+    assert "RuntimeError: the test model crashed in training" in proc.stderr
+    assert "Callback" not in proc.stderr and "MissingMandatoryValue" not in proc.stderr
 
 
 @pytest.mark.parametrize(("args", "needles"), [
