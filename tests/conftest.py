@@ -22,7 +22,8 @@ from omegaconf import DictConfig
 from rcnnexp.cli import CONF_DIR
 from rcnnexp.config import register_configs
 
-REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 RCNNEXP = Path(sys.executable).parent / "rcnnexp"  # the installed console script
 
 register_configs()
@@ -36,8 +37,12 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of CLI subprocesses: one intra-op thread, because the tests' models
-    are tiny and two spinning threads per process stall badly when processes share cores."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(extra or {})}
+    are tiny and two spinning threads per process stall badly when processes share cores;
+    and this folder importable, for the ``_target_``s that tests define (:mod:`tiny_checksums`,
+    :mod:`crashing_model`)."""
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path,
+           **(extra or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 
@@ -47,13 +52,6 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
     """Run ``rcnnexp ARGS`` in a subprocess, capturing its output (never raises on failure)."""
     return subprocess.run([str(RCNNEXP), *args], cwd=cwd or REPO, env=cli_env(env), text=True,
                           capture_output=True, timeout=timeout, check=False)
-
-
-def tests_on_pythonpath() -> dict[str, str]:
-    """The CLI environment with this folder importable, for ``_target_``s defined in tests
-    (:mod:`crashing_model`)."""
-    path = [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
-    return {"PYTHONPATH": os.pathsep.join(p for p in path if p)}
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:

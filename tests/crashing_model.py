@@ -1,8 +1,8 @@
 """A model that crashes in its first training step: a sweep job that fails at run time, as a
 bug would, after its config was accepted and its run directory written.
 
-Sweep tests reach it through ``model._target_=crashing_model.CrashingRCNN`` with this
-folder on the CLI's PYTHONPATH (:func:`conftest.tests_on_pythonpath`).
+Sweep tests reach it through ``model._target_=crashing_model.CrashingRCNN``; the CLI finds it
+on the PYTHONPATH that ``conftest.cli_env`` gives it.
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from conftest import (
     run_cli,
     scalars,
     start_train,
-    tests_on_pythonpath,
     wait_for,
 )
 
@@ -160,8 +159,7 @@ def test_sweep_runs_each_job_and_reports_the_failed_one(tmp_path: Path) -> None:
 def test_a_job_that_crashes_is_reported_and_the_sweep_finishes(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     models = "model._target_=crashing_model.CrashingRCNN,rcnnexp.models.rcnn.RCNN"
-    proc = run_cli("train", "-m", models, "model.K=8", *SWEEP_QUICK, f"hydra.sweep.dir={sweep}",
-                   env=tests_on_pythonpath())
+    proc = run_cli("train", "-m", models, "model.K=8", *SWEEP_QUICK, f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     # the crash is named when it happens and in the summary, its traceback kept in its log
@@ -178,7 +176,7 @@ def test_a_job_that_crashes_is_reported_and_the_sweep_finishes(tmp_path: Path) -
 
 def test_a_crashing_single_run_shows_its_error_and_no_callback_warning(tmp_path: Path) -> None:
     proc = run_cli("train", "model._target_=crashing_model.CrashingRCNN", *QUICK,
-                   f"hydra.run.dir={tmp_path / 'run'}", env=tests_on_pythonpath())
+                   f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 1
     assert "RuntimeError: the test model crashed in training" in proc.stderr
     assert "Callback" not in proc.stderr and "MissingMandatoryValue" not in proc.stderr
