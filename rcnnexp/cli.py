@@ -87,6 +87,11 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 def train_command(args: list[str]) -> None:
     import hydra
 
+    if any(a in ("--help", "-h") for a in args):
+        from rcnnexp.help import train_help
+
+        print(train_help(CONF_DIR), end="")
+        return
     check_experiment_names(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     check_table_is_swept(args, multirun)

@@ -104,7 +104,7 @@ class AlexNetConfig:
     channels: list[int] = field(default_factory=lambda: [96, 256, 384, 384, 256])  # conv1-5
     groups: int = 2  # conv2, conv4, conv5 are split into this many groups (two GPUs in 2012)
     fc: int = 4096  # units of fc6 and fc7
-    dropout: float = 0.5
+    dropout: float = 0.5  # dropout rate after fc6 and fc7
 
     def __post_init__(self) -> None:
         require(len(self.channels) == 5 and all(c > 0 for c in self.channels),
