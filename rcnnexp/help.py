@@ -107,6 +107,7 @@ def default_choices(conf_dir: Path) -> tuple[dict[str, str | None], dict[str, st
 
 # -- keys --------------------------------------------------------------------------------------
 def keys_section(conf_dir: Path) -> str:
+    """Every key in the root schema's order; a group's keys by schema (:func:`_group_keys`)."""
     lines = _wrap("== Keys == (override any with key=value; the defaults are the schemas', "
                   "which an option, preset or model_dataset file may change: rcnnexp train "
                   "--cfg job [overrides] prints what a run uses)", "   ", first="")
@@ -129,7 +130,7 @@ def _group_keys(conf_dir: Path, group: str) -> list[str]:
         schema = schema_of(conf_dir, group, option)
         if schema is not None:
             by_schema.setdefault(schema, []).append(option)
-    schemas = {name: SCHEMAS[group][name] for name in SCHEMAS[group]}
+    schemas = SCHEMAS[group]
     shared = _shared_base(list(schemas.values()))
     lines = [f"{group}: (its keys depend on the chosen {group}=OPTION)"]
     skip: set[str] = set()
@@ -139,8 +140,7 @@ def _group_keys(conf_dir: Path, group: str) -> list[str]:
         skip = {f.name for f in dataclasses.fields(shared)}
     for name, schema in schemas.items():
         options = by_schema.get(name, [])
-        summary = _first_line(schema.__doc__) if schema.__doc__ and not _is_generated(
-            schema) else ""
+        summary = "" if _is_generated(schema) else _first_line(schema.__doc__ or "")
         title = f"  {name}" + (f": {summary}" if summary else "")
         lines.extend(_wrap(title, "  ", first=""))
         if options and options != [name]:
