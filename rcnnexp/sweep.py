@@ -68,13 +68,13 @@ class SweepReport(Callback):
         from rcnnexp.config import to_plain
         from rcnnexp.engine.hparams import hparams_of
 
-        choices = dict(job_return.hydra_cfg.hydra.runtime.choices)
-        self.jobs.append(hparams_of(to_plain(job_return.cfg), choices))
-        value = job_return._return_value  # a sweep job returns its failure (failed_job)
-        if job_return.status == JobStatus.COMPLETED and isinstance(value, dict) \
-                and FAILED in value:
+        # a sweep job returns its failure (failed_job) rather than raising it
+        value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
+        if isinstance(value, dict) and FAILED in value:
             self.failed.append((config.hydra.job.num, " ".join(job_return.overrides or []),
                                 value[FAILED]))
+        choices = dict(job_return.hydra_cfg.hydra.runtime.choices)
+        self.jobs.append(hparams_of(to_plain(job_return.cfg), choices))
 
     def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
         from rcnnexp.engine.hparams import write_sweep_hparams
