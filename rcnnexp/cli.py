@@ -87,6 +87,11 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 def train_command(args: list[str]) -> None:
     import hydra
 
+    if any(a in ("--help", "-h") for a in args):
+        from rcnnexp.help import train_help
+
+        print(train_help(CONF_DIR), end="")
+        return
     check_experiment_names(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     check_table_is_swept(args, multirun)
@@ -106,27 +111,33 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
 
     from rcnnexp.engine.progress import log_to_files
     from rcnnexp.engine.run import RunContext, train
+    from rcnnexp.sweep import failed_job
 
     hc = HydraConfig.get()
+    sweeping = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
     ctx = RunContext(run_dir=run_dir, overrides=list(hc.overrides.task),
                      choices={k: v for k, v in hc.runtime.choices.items()
                               if not k.startswith("hydra") and v is not None})
     log.info("run directory: %s", run_dir)
-    log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
+    if not sweeping:  # a sweep names its own directory once, at its end
+        log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
     try:
         results = train(cfg, ctx)
-    except UserError as err:
+    except Exception as err:
+        if sweeping:  # reported, and the sweep goes on to its other jobs and its summary
+            return failed_job(err, run_dir)
+        if not isinstance(err, UserError):
+            raise  # a bug: Hydra prints its traceback
         print(f"error: {err}", file=sys.stderr)
         log_to_files(log, f"error: {err}", logging.ERROR)
-        if hc.mode == RunMode.MULTIRUN:
-            return {"failed": str(err)}
         sys.exit(err.exit_code)
     top1 = results["test_top1"]
     log.info("done: test top-1 %s%% (best epoch %s), %.0f s; results in %s",
              "n/a" if top1 is None else f"{top1:.2f}", results["best_epoch"], results["wall_s"],
              run_dir / "results.json")
-    log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
+    if not sweeping:
+        log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
     return results
 
 
@@ -139,17 +150,12 @@ def _task_config(config: DictConfig) -> DictConfig:
 
 
 class RunGuard(Callback):
-    """Hydra callback: check a run before Hydra writes anything, and report failed sweep jobs.
+    """Hydra callback: check a single run before Hydra writes anything.
 
-    Before a single run it validates the config and refuses a run directory that already
-    holds a run unless ``trainer.resume`` is set (then it keeps the earlier ``.hydra/``
-    beside the new one). After a sweep it lists the jobs that failed and exits non-zero.
+    It validates the config and refuses a run directory that already holds a run unless
+    ``trainer.resume`` is set (then it keeps the earlier ``.hydra/`` beside the new one).
+    A sweep's jobs are reported by :class:`rcnnexp.sweep.SweepReport`.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failed: list[tuple[int, str, str]] = []
-        self.jobs = 0
 
     def on_run_start(self, config: DictConfig, **_: Any) -> None:
         from rcnnexp.config import validate
@@ -169,27 +175,6 @@ class RunGuard(Callback):
         while (run_dir / f".hydra.{n}").exists():
             n += 1
         shutil.move(str(previous), run_dir / f".hydra.{n}")
-
-    def on_job_end(self, config: DictConfig, job_return: Any, **_: Any) -> None:
-        from hydra.core.utils import JobStatus
-
-        self.jobs += 1
-        overrides = " ".join(job_return.overrides or [])
-        if job_return.status == JobStatus.FAILED:
-            err = job_return._return_value
-            self.failed.append((config.hydra.job.num, overrides, f"{type(err).__name__}: {err}"))
-        elif isinstance(job_return.return_value, dict) and "failed" in job_return.return_value:
-            self.failed.append((config.hydra.job.num, overrides,
-                                job_return.return_value["failed"]))
-
-    def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
-        if not self.failed:
-            log.info("sweep done: %d jobs, all finished (%s)", self.jobs, config.hydra.sweep.dir)
-            return
-        lines = [f"  #{num} ({overrides}): {message}" for num, overrides, message in self.failed]
-        print(f"sweep done: {len(self.failed)} of {self.jobs} jobs failed:\n" + "\n".join(lines),
-              file=sys.stderr)
-        sys.exit(1)
 
 
 # -- eval and info: composed with Hydra's compose API, no run directory --------------------------

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from rcnnexp.data.base import DataSpec
 from rcnnexp.engine.build import build_model
 from rcnnexp.models.base import ImageClassifier
 
-REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 RCNNEXP = Path(sys.executable).parent / "rcnnexp"  # the installed console script
 
 register_configs()
@@ -66,8 +68,12 @@ def build_for(cfg: DictConfig, in_channels: int, num_classes: int,
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of CLI subprocesses: one intra-op thread, because the tests' models
-    are tiny and two spinning threads per process stall badly when processes share cores."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(extra or {})}
+    are tiny and two spinning threads per process stall badly when processes share cores;
+    and this folder importable, for the ``_target_``s that tests define (:mod:`tiny_checksums`,
+    :mod:`crashing_model`)."""
+    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path,
+           **(extra or {})}
     env.pop("HYDRA_FULL_ERROR", None)
     return env
 
@@ -129,6 +135,57 @@ def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     acc.Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@dataclass
+class HParamsTable:
+    """TensorBoard's HPARAMS tab for a logdir, as its own plugin serves it to the browser."""
+
+    columns: list[tuple[str, bool]]  # (key, differs) in the order the tab lists them
+    metrics: list[str]  # the metric columns' names
+    rows: dict[str, dict[str, Any]]  # session (run) -> key or metric name -> value
+
+    @property
+    def shown(self) -> list[str]:
+        """The columns the tab shows before the user picks any: its first five."""
+        return [key for key, _ in self.columns[:5]]
+
+
+def hparams_table(logdir: Path) -> HParamsTable:
+    from google.protobuf import json_format
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import (
+        api_pb2,
+        backend_context,
+        get_experiment,
+        list_session_groups,
+    )
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(logdir))
+    backend = backend_context.Context(base_plugin.TBContext(data_provider=provider))
+    request = context.RequestContext()
+    # the browser asks for up to 1000 columns (tf-hparams-query-pane)
+    exp = get_experiment.Handler(request, backend, "", api_pb2.GetExperimentRequest(
+        hparams_limit=1000)).run()
+    metric_name = {(m.name.group, m.name.tag): m.display_name
+                   or "/".join(p for p in (m.name.group, m.name.tag) if p)
+                   for m in exp.metric_infos}
+    groups = list_session_groups.Handler(request, backend, "", api_pb2.ListSessionGroupsRequest(
+        start_index=0, slice_size=1000, allowed_statuses=list(api_pb2.Status.values()),
+        col_params=[api_pb2.ColParams(hparam=h.name) for h in exp.hparam_infos]
+        + [api_pb2.ColParams(metric=m.name) for m in exp.metric_infos])).run()
+    rows = {}
+    for group in groups.session_groups:
+        row: dict[str, Any] = {k: json_format.MessageToDict(v) for k, v in group.hparams.items()}
+        row.update({metric_name[m.name.group, m.name.tag]: m.value for m in group.metric_values})
+        rows[group.name] = row
+    return HParamsTable([(h.name, h.differs) for h in exp.hparam_infos], list(metric_name.values()),
+                        rows)
 
 
 TIME_COLUMNS = {"epoch_time_s", "images_per_s"}

@@ -14,6 +14,7 @@ from conftest import (
     QUICK,
     assert_clean_error,
     assert_same_run,
+    hparams_table,
     read_csv,
     run_cli,
     scalars,
@@ -73,26 +74,22 @@ def test_quick_run_writes_a_complete_run_directory(quick_run) -> None:
 
 
 def test_tensorboard_has_curves_and_hparams(quick_run) -> None:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
     run_dir, _ = quick_run
     tags = scalars(run_dir / "tb")
     steps = 2 * (1259 // 128)
     assert [s for s, _ in tags["train/lr"]] == list(range(1, steps + 1))  # every step
     for tag in ("train/loss", "train/top1", "val/top1", "val/top5", "test/top1", "test/top5",
-                "time/images_per_s", "time/epoch_time_s", "hparams/test_top1"):
+                "time/images_per_s", "time/epoch_time_s"):
         assert tag in tags, tag
-    acc = EventAccumulator(str(run_dir / "tb"))
-    acc.Reload()
-    content = acc.PluginTagToContent("hparams")
-    start = plugin_data_pb2.HParamsPluginData.FromString(
-        content["_hparams_/session_start_info"]).session_start_info
-    assert start.hparams["model.K"].number_value == 8
-    assert start.hparams["optim.lr"].number_value == pytest.approx(0.01)  # the digits' rate
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(
-        content["_hparams_/experiment"]).experiment
-    assert "hparams/test_top1" in {m.name.tag for m in experiment.metric_infos}
+    assert not [t for t in tags if t.startswith("hparams/")]  # no one-point charts
+    # results.json's numbers are points on their curves, in the final sub-run
+    results = json.loads((run_dir / "results.json").read_text())
+    final = scalars(run_dir / "tb" / "final")
+    assert final.keys() <= tags.keys()
+    assert final["test/top1"] == [(steps, pytest.approx(results["test_top1"]))]
+    [row] = hparams_table(run_dir).rows.values()
+    assert (row["model"], row["dataset"], row["model.K"]) == ("rcnn", "digits", 8)
+    assert row["optim.lr"] == pytest.approx(0.01)  # the digits' rate
 
 
 def test_a_directory_with_a_run_is_never_overwritten(quick_run) -> None:
@@ -145,16 +142,44 @@ def test_info_prints_a_table_and_a_json_summary() -> None:
     assert "features.rcl1" in proc.stdout
 
 
+SWEEP_QUICK = tuple(a for a in QUICK if not a.startswith("model.K="))
+
+
 def test_sweep_runs_each_job_and_reports_the_failed_one(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    quick = [a for a in QUICK if not a.startswith("model.K=")]
-    proc = run_cli("train", "-m", "model.K=0,8", *quick, f"hydra.sweep.dir={sweep}")
+    proc = run_cli("train", "-m", "model.K=0,8", *SWEEP_QUICK, f"hydra.sweep.dir={sweep}")
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "1 of 2 jobs failed" in proc.stderr and "model.K must be positive" in proc.stderr
     assert not (sweep / "0" / "results.json").exists()
     assert json.loads((sweep / "1" / "results.json").read_text())["epochs"] == 1
     assert (sweep / "1" / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_a_job_that_crashes_is_reported_and_the_sweep_finishes(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    models = "model._target_=crashing_model.CrashingRCNN,rcnnexp.models.rcnn.RCNN"
+    proc = run_cli("train", "-m", models, "model.K=8", *SWEEP_QUICK, f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # the crash is named when it happens and in the summary, its traceback kept in its log
+    assert "1 of 2 jobs failed" in proc.stderr, proc.stderr
+    summary = proc.stderr.split("1 of 2 jobs failed")[1]
+    assert "#0 (model._target_=crashing_model.CrashingRCNN" in summary
+    assert "RuntimeError: the test model crashed in training" in summary
+    assert "Traceback" in (sweep / "0" / "train.log").read_text()
+    # the job after it ran to the end, and the sweep says where to look at both
+    assert json.loads((sweep / "1" / "results.json").read_text())["epochs"] == 1
+    assert proc.stdout.count("tensorboard --logdir") == 1
+    assert f"tensorboard --logdir {sweep}\n" in proc.stdout
+
+
+def test_a_crashing_single_run_shows_its_error_and_no_callback_warning(tmp_path: Path) -> None:
+    proc = run_cli("train", "model._target_=crashing_model.CrashingRCNN", *QUICK,
+                   f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 1
+    assert "RuntimeError: the test model crashed in training" in proc.stderr
+    assert "Callback" not in proc.stderr and "MissingMandatoryValue" not in proc.stderr
 
 
 @pytest.mark.parametrize(("args", "needles"), [

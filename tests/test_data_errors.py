@@ -3,14 +3,17 @@ and where to get it; never a traceback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import assert_clean_error, compose_config, run_cli
+from tiny_checksums import record_checksums
 from tiny_data import (
     TINY_OVERRIDES,
     write_cifar10,
+    write_cifar100,
     write_mit_indoor,
     write_mnist,
     write_sun397,
@@ -69,6 +72,21 @@ def test_corrupt_cifar_batch(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"CIFAR-10: could not read the files in .*"
                                         r"cifar-10-batches-py .*corrupt.*cifar-10-python.tar.gz"):
         setup("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize(("name", "write", "folder"), [
+    ("cifar10", write_cifar10, "cifar-10-batches-py"),
+    ("cifar100", write_cifar100, "cifar-100-python"),
+    ("svhn", write_svhn, "svhn")])
+def test_files_that_are_not_the_official_ones_fail_torchvisions_md5_check(
+        tmp_path: Path, name: str, write: Callable[[Path], object], folder: str) -> None:
+    """CIFAR and SVHN are read through torchvision's classes, checks and all: files that
+    parse but are not the official ones (the tiny ones, read by rcnnexp's own class) are
+    refused."""
+    write(tmp_path)
+    product = compose_config([f"dataset={name}"]).dataset._target_
+    with pytest.raises(DataError, match=rf"could not read the files in .*{folder} .*corrupted"):
+        setup(name, tmp_path, f"dataset._target_={product}")
 
 
 def test_missing_imagenet_names_the_archives_and_layout(tmp_path: Path) -> None:
@@ -133,5 +151,6 @@ def test_wrong_labels_are_refused(tmp_path: Path) -> None:
     batch["labels"][0] = 57
     with path.open("wb") as f:
         pickle.dump(batch, f)
+    record_checksums(path.parent)  # intact as a file: only its labels are wrong
     with pytest.raises(DataError, match=r"labels outside 0..9"):
         setup("cifar10", tmp_path)

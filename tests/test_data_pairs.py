@@ -80,10 +80,10 @@ def test_train_end_to_end_with_rcnn_augmentation(root: Path, tmp_path: Path) -> 
     crops and flips, 9 test crops; results.json holds val and test accuracies."""
     run = tmp_path / "run"
     proc = run_cli("train", "dataset=cifar10", f"dataset.root={root}", "dataset.download=false",
-                   "dataset.val_split=rcnn", "dataset.val_size=8", "dataset.crop=24",
-                   "dataset.flip=true", "dataset.views=grid9", "model.K=8", "model.T=1",
-                   "trainer.epochs=2", "trainer.batch_size=8", "trainer.progress=false",
-                   "trainer.device=cpu", f"hydra.run.dir={run}")
+                   *TINY_OVERRIDES["cifar10"], "dataset.val_split=rcnn", "dataset.val_size=8",
+                   "dataset.crop=24", "dataset.flip=true", "dataset.views=grid9", "model.K=8",
+                   "model.T=1", "trainer.epochs=2", "trainer.batch_size=8",
+                   "trainer.progress=false", "trainer.device=cpu", f"hydra.run.dir={run}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((run / "results.json").read_text())
     assert results["best_val_top1"] is not None and results["test_top1"] is not None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_clean_error, run_cli
 from test_experiments import PAPER_ROWS
+from tiny_checksums import PER_JOB_TARGET
 from tiny_data import write_cifar100
 
 from rcnnexp.cli import CONF_DIR, compose, sweep_jobs
@@ -91,7 +92,7 @@ def test_rows_whose_data_is_missing_fail_one_by_one_while_the_others_run(tmp_pat
     write_cifar100(tmp_path / "data")  # CIFAR-100 only: the CIFAR-10 column has no files
     sweep_dir = tmp_path / "sweep"
     proc = run_cli("train", "-m", "table=recnet/t2d", f"dataset.root={tmp_path}/data",
-                   "dataset.download=false", "model.S=[2,2,2]", "model.d=[2,2,2]",
+                   "dataset.download=false", PER_JOB_TARGET, "model.S=[2,2,2]", "model.d=[2,2,2]",
                    "trainer.epochs=1", "schedule.restarts=[]", "trainer.batch_size=16",
                    "trainer.progress=false", f"hydra.sweep.dir={sweep_dir}")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,7 +1,8 @@
 """Tiny datasets written in each dataset's real on-disk format, for the loader tests.
 
 Every writer takes a root folder (what ``dataset.root`` points at) and lays its files out
-exactly where the real download or archive puts them. Images are random but fixed by a
+exactly where the real download or archive puts them (CIFAR and SVHN: with their MD5s
+beside them, :mod:`tiny_checksums`). Images are random but fixed by a
 seed, so a test can compare what a loader returns with what was written.
 """
 
@@ -14,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+from tiny_checksums import record_checksums
 
 # a few sizes that keep every test fast
 CIFAR_TRAIN_PER_BATCH = 8  # x 5 batches = 40 training images
@@ -55,6 +57,7 @@ def write_cifar10(root: Path, seed: int = 0) -> dict[str, np.ndarray]:
                                "filenames": [f"t{i}.png" for i in range(CIFAR_TEST)]})
     _pickle(d / "batches.meta", {"label_names": [f"class{i}" for i in range(10)],
                                  "num_cases_per_batch": CIFAR_TRAIN_PER_BATCH, "num_vis": 3072})
+    record_checksums(d)
     return {"train_x": _hwc(np.concatenate(train_x)), "train_y": np.array(train_y),
             "test_x": _hwc(x), "test_y": np.array(y)}
 
@@ -74,6 +77,7 @@ def write_cifar100(root: Path, seed: int = 1) -> dict[str, np.ndarray]:
         out[f"{name}_x"], out[f"{name}_y"] = _hwc(x), np.array(fine)
     _pickle(d / "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
                          "coarse_label_names": [f"c{i}" for i in range(20)]})
+    record_checksums(d)
     return out
 
 
@@ -142,6 +146,7 @@ def write_svhn(root: Path, seed: int = 3) -> dict[str, np.ndarray]:
         y = (np.arange(n) % 10 + 1).astype(np.uint8).reshape(n, 1)
         savemat(d / f"{split}_32x32.mat", {"X": x, "y": y})
         out[f"{split}_x"], out[f"{split}_y"] = x, y
+    record_checksums(d)
     return out
 
 
@@ -279,10 +284,12 @@ def write_all(root: Path) -> None:
 # overrides that make every dataset fit the tiny files (and keep runs fast)
 TINY_OVERRIDES: dict[str, list[str]] = {
     "digits": [],
-    "cifar10": [],
-    "cifar100": [],
+    # torchvision checks the CIFAR and SVHN files against the tiny files' MD5s (tiny_checksums)
+    "cifar10": ["dataset._target_=tiny_checksums.TinyCIFAR10"],
+    "cifar100": ["dataset._target_=tiny_checksums.TinyCIFAR100"],
     "mnist": [],
-    "svhn": ["dataset.val_per_class_train=2", "dataset.val_per_class_extra=1"],
+    "svhn": ["dataset._target_=tiny_checksums.TinySVHN", "dataset.val_per_class_train=2",
+             "dataset.val_per_class_extra=1"],
     "imagenet": [f"dataset.resize={IMAGE_SIZE}", "dataset.crop=72"],
     "sun397": [f"dataset.resize={IMAGE_SIZE}", "dataset.crop=72"],
     "mitindoor": [f"dataset.resize={IMAGE_SIZE}", "dataset.crop=72"],

@@ -58,8 +58,8 @@ class DigitsConfig(DatasetConfig):
     """scikit-learn's bundled 8x8 handwritten digits: 1,797 images, 10 classes, offline."""
 
     _target_: str = "rcnnexp.data.digits.Digits"
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
+    val_fraction: float = 0.1  # of the images, held out for validation (class-stratified)
+    test_fraction: float = 0.2  # of the images, held out for testing
     split_seed: int = 0  # the split is fixed by this seed, not by trainer.seed
     image_size: int = 8  # resize (bilinear) for models that need larger inputs
 
@@ -108,8 +108,8 @@ class MNISTConfig(DatasetConfig):
     _target_: str = "rcnnexp.data.mnist.MNIST"
     normalize: str = "none"
     val_split: str = "none"  # none | fraction
-    val_fraction: float = 0.1
-    split_seed: int = 0
+    val_fraction: float = 0.1  # for val_split=fraction (class-stratified)
+    split_seed: int = 0  # fixes val_split=fraction
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -127,7 +127,7 @@ class SVHNConfig(DatasetConfig):
     extra: bool = True  # train on train + extra (false: train only)
     val_per_class_train: int = 400  # val_split=rcnn: held out per class from train
     val_per_class_extra: int = 200  # ... and from extra
-    split_seed: int = 0
+    split_seed: int = 0  # fixes which images val_split=rcnn holds out
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -166,7 +166,7 @@ class ImageNetConfig(FolderDatasetConfig):
     """ILSVRC-2012: 1.28 M training images, the 50,000 validation images as test split."""
 
     _target_: str = "rcnnexp.data.imagenet.ImageNet"
-    num_classes: int = 1000
+    num_classes: int = 1000  # class folders expected (ILSVRC: 1000)
 
     def __post_init__(self) -> None:
         super().__post_init__()

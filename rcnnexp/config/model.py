@@ -78,7 +78,7 @@ class AlexNetConfig:
     channels: list[int] = field(default_factory=lambda: list(ALEXNET_CHANNELS))  # conv1-5
     groups: int = 2  # conv2, conv4, conv5 are split into this many groups (two GPUs in 2012)
     fc: int = 4096  # units of fc6 and fc7
-    dropout: float = 0.5
+    dropout: float = 0.5  # dropout rate after fc6 and fc7
 
     def __post_init__(self) -> None:
         model_check(alexnet_channels, self.channels, self.groups)

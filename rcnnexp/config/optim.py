@@ -10,11 +10,11 @@ from rcnnexp.config.checks import non_negative, positive, require
 @dataclass
 class SGDConfig:
     _target_: str = "torch.optim.SGD"
-    lr: float = 0.025
-    momentum: float = 0.9
-    nesterov: bool = False
-    dampening: float = 0.0
-    weight_decay: float = 5e-4
+    lr: float = 0.025  # the initial learning rate (the schedule scales it)
+    momentum: float = 0.9  # of the velocity (heavy-ball momentum)
+    nesterov: bool = False  # Nesterov momentum
+    dampening: float = 0.0  # of the momentum (torch.optim.SGD)
+    weight_decay: float = 5e-4  # L2 penalty on every parameter
 
     def __post_init__(self) -> None:
         positive("optim.lr", self.lr)
@@ -29,10 +29,11 @@ class SGDConfig:
 @dataclass
 class AdamConfig:
     _target_: str = "torch.optim.Adam"
-    lr: float = 1e-3
+    lr: float = 1e-3  # the initial learning rate (the schedule scales it)
+    # decay rates of the running means of the gradient and of its square
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    eps: float = 1e-8
-    weight_decay: float = 0.0
+    eps: float = 1e-8  # added to the denominator for numerical stability
+    weight_decay: float = 0.0  # L2 penalty on every parameter
 
     def __post_init__(self) -> None:
         positive("optim.lr", self.lr)

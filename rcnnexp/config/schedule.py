@@ -14,7 +14,7 @@ from rcnnexp.config.checks import increasing_epochs, non_negative, one_of, posit
 class ScheduleConfig:
     _target_: str = "rcnnexp.engine.schedules.ConstantSchedule"
     warmup_epochs: float = 0.0  # linear warm-up from warmup_start * lr to lr
-    warmup_start: float = 0.0
+    warmup_start: float = 0.0  # the warm-up's first learning rate, as a fraction of lr
 
     def __post_init__(self) -> None:
         non_negative("schedule.warmup_epochs", self.warmup_epochs)
@@ -36,7 +36,7 @@ class ConstantScheduleConfig(ScheduleConfig):
 @dataclass
 class StepScheduleConfig(ScheduleConfig):
     _target_: str = "rcnnexp.engine.schedules.StepSchedule"
-    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])
+    milestones: list[int] = field(default_factory=lambda: [30, 60, 90])  # epochs of the cuts
     factor: float = 10.0  # the learning rate is divided by this at each milestone
 
     def __post_init__(self) -> None:
@@ -55,7 +55,7 @@ class StepScheduleConfig(ScheduleConfig):
 class CosineRestartsScheduleConfig(ScheduleConfig):
     _target_: str = "rcnnexp.engine.schedules.CosineRestartsSchedule"
     restarts: list[int] = field(default_factory=list)  # epochs where lr jumps back to its max
-    min_lr: float = 0.0
+    min_lr: float = 0.0  # the learning rate at the end of each cosine cycle
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,9 +73,9 @@ class CosineRestartsScheduleConfig(ScheduleConfig):
 class PlateauScheduleConfig(ScheduleConfig):
     _target_: str = "rcnnexp.engine.schedules.PlateauSchedule"
     monitor: str = "val_top1"  # maximised for accuracies, minimised for *_loss
-    factor: float = 10.0
+    factor: float = 10.0  # the learning rate is divided by this at each cut
     patience: int = 5  # evaluations without improvement before a cut
-    max_reductions: int = 3
+    max_reductions: int = 3  # cuts at most
     threshold: float = 0.0  # an improvement must beat the best by more than this
     stop_when_exhausted: bool = False  # end training after the last cut stops helping
 

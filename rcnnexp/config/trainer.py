@@ -22,11 +22,12 @@ class Precision(str, Enum):
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    eval_batch_size: int = 256
+    epochs: int = 30  # passes over the training images
+    batch_size: int = 64  # training images per optimizer step
+    eval_batch_size: int = 256  # views per evaluation batch (at least one image)
     device: Device = Device.auto
     precision: Precision = Precision.fp32
+    # seeds initialisation, batch order and augmentation (the splits: dataset.split_seed)
     seed: int = 0
     # deterministic algorithms (torch.use_deterministic_algorithms); a resumed run on CPU
     # then ends exactly where an uninterrupted one does

@@ -11,7 +11,6 @@ downloads them there). Splits (``val_split``):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,13 @@ from rcnnexp.data.tensor import TensorDataModule, per_class_split
 from rcnnexp.errors import DataError
 
 
-class _ExistingSVHN(torchvision.datasets.SVHN):
-    """torchvision's SVHN checking that the file exists rather than its MD5 (so that the
-    tests' tiny files load; a damaged file still fails to parse)."""
-
-    def _check_integrity(self) -> bool:
-        return os.path.isfile(os.path.join(self.root, self.filename))
-
-
 class SVHN(TensorDataModule):
     channels = 3
     num_classes = 10
     stored_size = (32, 32)
     name = "svhn"
     title = "SVHN"
+    torchvision_class: type = torchvision.datasets.SVHN  # what reads (and checks) the files
 
     def __init__(self, root: str = "data", download: bool = True, val_split: str = "rcnn",
                  extra: bool = True, val_per_class_train: int = 400,
@@ -56,7 +48,7 @@ class SVHN(TensorDataModule):
         return Path(self.root) / "svhn"
 
     def source(self, parts: tuple[str, ...]) -> str:
-        urls = [torchvision.datasets.SVHN.split_list[p][0] for p in parts]
+        urls = [self.torchvision_class.split_list[p][0] for p in parts]
         return f"{', '.join(urls)} (into <root>/svhn)"
 
     def cache_dir(self) -> Path | None:
@@ -68,7 +60,7 @@ class SVHN(TensorDataModule):
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         parts = ("train", "test", "extra") if self.extra else ("train", "test")
-        split_list = torchvision.datasets.SVHN.split_list
+        split_list = self.torchvision_class.split_list
         files = [split_list[p][1] for p in parts]
 
         def fetch() -> None:
@@ -81,7 +73,8 @@ class SVHN(TensorDataModule):
         loaded = {}
         with reading(self.title, self.folder, self.source(parts)):
             for p in parts:
-                ds = _ExistingSVHN(str(self.folder), split=p, download=False)
+                # torchvision checks the file against the official MD5 before reading it
+                ds = self.torchvision_class(str(self.folder), split=p, download=False)
                 images = torch.from_numpy(np.ascontiguousarray(ds.data))
                 loaded[p] = (images, torch.from_numpy(ds.labels).long())
         out = {"test": loaded["test"]}

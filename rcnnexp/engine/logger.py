@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rcnnexp.engine.checkpoint import atomic_write
-
-# the final metrics shown beside the hyper-parameters in TensorBoard's HPARAMS tab
-HPARAM_METRICS = ("test_top1", "test_top5", "best_val_top1", "train_top1", "images_per_s")
+from rcnnexp.engine.hparams import FINAL_METRICS, FINAL_RUN, HParam, session_end, session_start
 
 
 class RunLogger:
@@ -42,23 +40,26 @@ class RunLogger:
             if value is not None:
                 self.scalar(prefix + key, value, step)
 
-    def hparams(self, params: Mapping[str, Any]) -> None:
-        """Declare the run's hyper-parameters and which metrics HPARAMS shows beside them."""
-        if self.writer is None:
-            return
-        from torch.utils.tensorboard.summary import hparams
-
-        clean = {k: _hparam_value(v) for k, v in params.items()}
-        exp, ssi, sei = hparams(clean, {f"hparams/{m}": 0.0 for m in HPARAM_METRICS})
-        fw = self.writer._get_file_writer()
-        for summary in (exp, ssi, sei):
-            fw.add_summary(summary)
+    def hparams(self, params: Mapping[str, HParam]) -> None:
+        """Record the run's hyper-parameters: its row of TensorBoard's HPARAMS table
+        (:mod:`rcnnexp.engine.hparams`)."""
+        if self.writer is not None:
+            self.writer._get_file_writer().add_summary(session_start(params))
 
     def final_metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        for name in HPARAM_METRICS:
+        """results.json's final metrics, at ``step`` on their curves in the ``final``
+        sub-run (HPARAMS' metric columns), and the run marked finished."""
+        if self.writer is None:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        final = SummaryWriter(log_dir=str(self.run_dir / "tb" / FINAL_RUN))
+        for name, tag in FINAL_METRICS.items():
             value = metrics.get(name)
             if isinstance(value, int | float) and math.isfinite(value):
-                self.scalar(f"hparams/{name}", float(value), step)
+                final.add_scalar(tag, float(value), step)
+        final.close()
+        self.writer._get_file_writer().add_summary(session_end())
 
     def metrics_csv(self, history: Sequence[Mapping[str, Any]]) -> None:
         """Rewrite metrics.csv from the whole history: one row per epoch, epoch first."""
@@ -87,21 +88,3 @@ class RunLogger:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-
-
-def _hparam_value(value: Any) -> bool | int | float | str:
-    if isinstance(value, bool | int | float | str):
-        return value
-    return "null" if value is None else str(value)
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'model': {'K': 96}} -> {'model.K': 96}; lists become their string."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat

@@ -1,4 +1,4 @@
-"""What a finished run reports: results.json, the paper's row beside it, TensorBoard's HPARAMS.
+"""What a finished run reports: results.json and the paper's row beside it.
 
 :func:`summarize` reads only the trainer's state and the run's identity, so the same
 summary comes out of an uninterrupted run and of one resumed from a checkpoint.
@@ -11,7 +11,6 @@ from typing import Any
 from rcnnexp.config import Config
 from rcnnexp.config.root import PaperResult
 from rcnnexp.engine.build import count_params
-from rcnnexp.engine.logger import flatten
 from rcnnexp.engine.trainer import Trainer
 from rcnnexp.models.base import ImageClassifier
 
@@ -81,12 +80,3 @@ def paper_versus_run(paper: PaperResult, results: dict[str, Any]) -> dict[str, A
     return {"paper": paper.paper, "table": paper.table, "row": paper.row, "dataset": dataset,
             "reported_on": sorted({v.dataset for v in paper.values}), "params": paper.params,
             "decimals": paper.decimals, "metrics": compared}
-
-
-def hparams_of(plain: dict[str, Any], typed: Config) -> dict[str, Any]:
-    """The hyper-parameters shown in TensorBoard: every config value but bookkeeping."""
-    flat = flatten({k: v for k, v in plain.items() if k != "paper"})
-    skip = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.log_every",
-            "dataset.root", "dataset.download")
-    return {k: v for k, v in flat.items() if not k.startswith(skip) and not k.endswith("_target_")
-            } | {"name": typed.name}

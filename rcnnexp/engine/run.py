@@ -27,9 +27,10 @@ from rcnnexp.engine.build import (
 from rcnnexp.engine.checkpoint import load_checkpoint, load_model_state
 from rcnnexp.engine.evaluate import evaluate
 from rcnnexp.engine.finetune import apply_finetune
+from rcnnexp.engine.hparams import hparams_of
 from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.progress import Progress
-from rcnnexp.engine.results import hparams_of, summarize
+from rcnnexp.engine.results import summarize
 from rcnnexp.engine.resume import (
     Interrupted,
     check_same_run,
@@ -121,7 +122,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         trainer.restore(ckpt, str(source))
         progress.info(f"resumed from {source} after epoch {trainer.state.epoch}")
     else:
-        logger.hparams(hparams_of(plain, typed))
+        logger.hparams(hparams_of(plain, ctx.choices))
 
     if runtime.is_main:
         if stage.label:
