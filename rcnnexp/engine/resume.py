@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rcnnexp.engine.checkpoint import config_differences, load_checkpoint
+from rcnnexp.engine.checkpoint import TRAINING_KEYS, config_differences, load_checkpoint
 from rcnnexp.engine.stages import Stage
 from rcnnexp.errors import CheckpointError, ConfigError
 
@@ -60,7 +60,7 @@ def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
         for i in reversed(range(len(stages))):
             last = stages[i].directory / "checkpoints" / "last.pt"
             if last.exists():
-                return ResumePoint(i, last, load_checkpoint(last))
+                return ResumePoint(i, last, load_checkpoint(last, needs=TRAINING_KEYS))
             if i > 0 and (stages[i - 1].directory / "results.json").exists():
                 return ResumePoint(i)
         return ResumePoint()
@@ -70,7 +70,7 @@ def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
     if not path.is_file():
         raise CheckpointError(f"trainer.resume={resume}: no checkpoint there (expected a .pt "
                               "file such as <run dir>/checkpoints/last.pt, or 'auto')")
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, needs=TRAINING_KEYS)
     names = [s.name for s in stages]
     stage = ckpt.get("stage", "train")
     if stage not in names:
