@@ -118,7 +118,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     trainer = Trainer(model, data, optimizer, schedule, runtime, tc, logger, progress,
                       stage.directory / "checkpoints", meta)
     if ckpt is not None:
-        trainer.restore(ckpt, str(source))
+        trainer.restore(ckpt, source)
         progress.info(f"resumed from {source} after epoch {trainer.state.epoch}")
     else:
         logger.hparams(hparams_of(plain, typed))

@@ -19,12 +19,18 @@ import torch.nn.functional as F
 
 from rcnnexp.config.trainer import TrainerConfig
 from rcnnexp.data.base import DataModule
-from rcnnexp.engine.checkpoint import copy_checkpoint, load_model_state, save_checkpoint
+from rcnnexp.engine.checkpoint import (
+    checkpoint_epoch,
+    copy_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from rcnnexp.engine.evaluate import evaluate, topk_correct
 from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.progress import Progress
 from rcnnexp.engine.runtime import Runtime, epoch_generator, rng_state, set_rng_state
 from rcnnexp.engine.schedules import Schedule
+from rcnnexp.errors import TrainingDiverged
 
 
 @dataclass
@@ -71,14 +77,37 @@ class Trainer:
             "rng": rng_state(),
         }
 
-    def restore(self, ckpt: dict[str, Any], source: str) -> None:
-        """Continue from ``ckpt``: modules, counters and every RNG as they were saved."""
-        load_model_state(self.model, ckpt["model"], source)
+    def restore(self, ckpt: dict[str, Any], source: Path) -> None:
+        """Continue from ``ckpt`` (read from ``source``): modules, counters and every RNG as
+        they were saved, and a best.pt that holds the epoch the state calls best."""
+        load_model_state(self.model, ckpt["model"], str(source))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
+        if self.runtime.is_main:
+            self.restore_best(source)
+
+    def restore_best(self, source: Path) -> None:
+        """Make best.pt hold the best epoch of the restored state.
+
+        best.pt is copied from last.pt after last.pt is written, so a run killed between the
+        two leaves a best.pt of an earlier epoch, or none. The resumed checkpoint is then the
+        best one itself; a checkpoint resumed into another directory brings its best.pt.
+        """
+        best_epoch = self.state.best_epoch
+        best = self.checkpoint_dir / "best.pt"
+        if best_epoch is None or checkpoint_epoch(best) == best_epoch:
+            return
+        if best_epoch == self.state.epoch:
+            copy_checkpoint(source, best)
+        elif best != source.parent / "best.pt" and checkpoint_epoch(
+                source.parent / "best.pt") == best_epoch:
+            copy_checkpoint(source.parent / "best.pt", best)
+        else:
+            self.progress.info(f"warning: no best.pt holds epoch {best_epoch}, the best so far "
+                               f"(by {source}); {best} will be written when an epoch is better")
 
     def save(self, is_best: bool) -> None:
         if not self.runtime.is_main:
@@ -87,6 +116,18 @@ class Trainer:
         save_checkpoint(last, self.checkpoint())
         if is_best:
             copy_checkpoint(last, self.checkpoint_dir / "best.pt")
+
+    def check_finite(self, loss_sum: float, epoch: int) -> None:
+        """Stop a diverged run before it saves: last.pt keeps the last finite state."""
+        if math.isfinite(loss_sum):
+            return
+        kept = (f"{self.checkpoint_dir / 'last.pt'} keeps epoch {self.state.epoch}, the last "
+                "finite state" if self.state.epoch else "no checkpoint was written")
+        raise TrainingDiverged(
+            f"the training loss is {loss_sum} in epoch {epoch + 1} (by step "
+            f"{self.state.step}): training diverged and stopped; {kept}; start again with a "
+            f"lower learning rate (it was {self.optimizer.param_groups[0]['lr']:g} at that "
+            "step: optim.lr, schedule)")
 
     @property
     def elapsed_s(self) -> float:
@@ -141,6 +182,7 @@ class Trainer:
             window_images += len(y)
             if self.state.step % cfg.log_every == 0:
                 loss_w, correct_w, n_w = window.tolist()
+                self.check_finite(loss_w, epoch)
                 now = time.perf_counter()
                 ips = window_images * runtime.world_size / max(now - window_start, 1e-9)
                 self.logger.scalars({"loss_step": loss_w / n_w,
@@ -153,8 +195,7 @@ class Trainer:
         sums += window
         loss_sum, correct, n = sums.tolist()
         seconds = time.perf_counter() - start
-        if not math.isfinite(loss_sum):
-            self.progress.info(f"warning: the training loss is {loss_sum} in epoch {epoch + 1}")
+        self.check_finite(loss_sum, epoch)
         n = max(n, 1.0)
         metrics = {"lr": lr, "train_loss": loss_sum / n, "train_top1": 100 * correct / n,
                    "epoch_time_s": seconds,
@@ -200,3 +241,4 @@ class Trainer:
         parts.append(f"{row['images_per_s']:.0f} img/s")
         parts.append(f"{row['epoch_time_s']:.1f}s")
         return " | ".join(parts)
+
