@@ -8,16 +8,26 @@ one line that says what happened and what to do, and the files a later run relie
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import assert_clean_error, compose_config, flip_a_byte, run_cli, train_run
+from conftest import (
+    assert_clean_error,
+    assert_same_run,
+    compose_config,
+    flip_a_byte,
+    run_cli,
+    train_run,
+)
 
 import rcnnexp.engine.trainer as trainer_module
 from rcnnexp.config import validate
+from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.resume import Interrupted
 from rcnnexp.engine.run import RunContext, train
 from rcnnexp.errors import ConfigError
@@ -25,7 +35,7 @@ from rcnnexp.errors import ConfigError
 RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def deterministic_flag_restored() -> Any:
     """In-process runs switch on deterministic algorithms for the whole process: undo it."""
     before = torch.are_deterministic_algorithms_enabled()
@@ -128,3 +138,39 @@ def test_a_checkpoint_with_only_its_format_is_refused_by_eval(tmp_path: Path) ->
     path = tmp_path / "format-only.pt"
     torch.save({"format": "rcnnexp-checkpoint"}, path)
     assert_clean_error(run_cli("eval", f"checkpoint={path}"), "incomplete: it has no model")
+
+
+@pytest.fixture(scope="module")
+def whole_in_process(tmp_path_factory: pytest.TempPathFactory,
+                     deterministic_flag_restored: None) -> Path:
+    run_dir = tmp_path_factory.mktemp("whole") / "run"
+    train_in_process(run_dir, "trainer.epochs=2")
+    return run_dir
+
+
+@pytest.mark.parametrize(("sig", "step", "epoch", "batch"), [
+    (signal.SIGINT, 5, 0, 5),  # inside the first epoch, before any epoch's checkpoint
+    (signal.SIGTERM, 50, 1, 11),  # epochs have 39 steps: step 50 is batch 11 of epoch 2
+])
+def test_an_interrupt_inside_an_epoch_resumes_from_its_batch_bit_identically(
+        whole_in_process: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture, sig: signal.Signals, step: int, epoch: int,
+        batch: int) -> None:
+    run_dir = tmp_path / "run"
+    real_scalar = RunLogger.scalar
+
+    def scalar(self: RunLogger, tag: str, value: float, at: int) -> None:
+        real_scalar(self, tag, value, at)
+        if tag == "train/lr" and at == step:  # the signal arrives in the middle of a step
+            os.kill(os.getpid(), sig)
+
+    monkeypatch.setattr(RunLogger, "scalar", scalar)
+    with caplog.at_level(logging.INFO, logger="rcnnexp"), pytest.raises(SystemExit) as stopped:
+        train_in_process(run_dir, "trainer.epochs=2")
+    monkeypatch.undo()
+    assert stopped.value.code == 128 + sig
+    assert "continue with: rcnnexp train" in caplog.text
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["batch"], state["step"]) == (epoch, batch, step)
+    train_in_process(run_dir, "trainer.epochs=2", "trainer.resume=auto")
+    assert_same_run(whole_in_process, run_dir)  # TensorBoard's steps included: no duplicates
