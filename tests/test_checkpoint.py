@@ -120,6 +120,9 @@ def test_a_broken_last_pt_names_the_intact_best_pt_and_how_to_use_it(tmp_path: P
     flip_a_byte(best)
     with pytest.raises(CheckpointError, match=r"best\.pt is not usable either"):
         load_checkpoint(last)
+    best.unlink()
+    with pytest.raises(CheckpointError, match=r"no other checkpoint .* move .*last\.pt away"):
+        load_checkpoint(last)
 
 
 @pytest.mark.parametrize("content", [{}, {"state": {"epoch": 1}}, {"model": [1, 2]}])

@@ -128,9 +128,10 @@ def alternative(p: Path, needs: Sequence[str]) -> str:
         except CheckpointError:
             return f"{other} is not usable either"
         return (f"{other} (epoch {state['state'].get('epoch')}) is intact: use it instead "
-                f"(trainer.resume={other} continues training from it, training the later "
-                f"epochs again; eval checkpoint={other} evaluates it)")
-    return f"there is no other checkpoint in {p.parent}"
+                f"(trainer.resume={other} continues training from it, eval "
+                f"checkpoint={other} evaluates it)")
+    return (f"there is no other checkpoint in {p.parent}; to train the run over, move {p} "
+            "away and run again with trainer.resume=auto")
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
