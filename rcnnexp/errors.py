@@ -24,3 +24,20 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt, or was written by another model."""
+
+
+class StorageError(UserError):
+    """A write that failed for want of space: the run stops, what it wrote before is intact.
+
+    Exit 1, not 2: the input was fine, the machine was not."""
+
+    exit_code = 1
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite: the run stops before saving that state.
+
+    Exit 1: the config was valid, but training with it failed (often too high a learning
+    rate)."""
+
+    exit_code = 1

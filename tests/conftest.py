@@ -7,9 +7,11 @@ import functools
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +207,17 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     steps = [[s for s, _ in scalars(d / "tb")["train/lr"]] for d in (a, b)]
     assert steps[0] == steps[1]
+
+
+def flip_a_byte(path: Path, entry_suffix: str = "data/0") -> None:
+    """Invert one byte inside the stored bytes of a tensor of the checkpoint at ``path``."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(entry_suffix))
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:
+                                                   info.header_offset + 30])
+    raw[info.header_offset + 30 + name_len + extra_len + 5] ^= 0xFF
+    path.write_bytes(bytes(raw))
 
 
 # quick settings for end-to-end runs on the digits: RCNN-8, one epoch of a few batches

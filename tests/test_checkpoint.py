@@ -1,20 +1,31 @@
-"""Checkpoints: atomic writes, safe loading, clear errors for bad files."""
+"""Checkpoints and a run's other files: atomic writes, verified loading, clear errors for bad
+files and full disks."""
 
 from __future__ import annotations
 
+import errno
+import json
+import math
+import os
+import re
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import torch
+from conftest import flip_a_byte
 
+from rcnnexp.engine import storage
 from rcnnexp.engine.checkpoint import (
+    TRAINING_KEYS,
     config_differences,
     load_checkpoint,
     load_model_state,
     save_checkpoint,
 )
+from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.runtime import rng_state, set_rng_state
-from rcnnexp.errors import CheckpointError
+from rcnnexp.errors import CheckpointError, StorageError
 
 
 def test_round_trip_loads_with_weights_only(tmp_path: Path) -> None:
@@ -78,3 +89,113 @@ def test_weights_of_another_model_are_refused() -> None:
 def test_config_differences_are_dotted() -> None:
     diffs = config_differences({"model": {"K": 32, "T": 3}}, {"model": {"K": 64, "T": 3}})
     assert diffs == ["model.K: 32 -> 64"]
+
+
+def checkpoint_of(epoch: int) -> dict[str, object]:
+    """A checkpoint as `rcnnexp train` writes it, of a tiny model after ``epoch`` epochs."""
+    model = torch.nn.Linear(50, 50)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": {"iteration": 0}, "scaler": {}, "rng": rng_state(),
+            "state": {"epoch": epoch, "step": 10 * epoch}}
+
+
+def test_a_flipped_byte_in_a_tensor_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, checkpoint_of(2))
+    flip_a_byte(path)
+    with pytest.raises(CheckpointError, match=r"corrupt: its entry \S*data/0 fails its CRC"):
+        load_checkpoint(path)
+
+
+def test_a_broken_last_pt_names_the_intact_best_pt_and_how_to_use_it(tmp_path: Path) -> None:
+    last, best = tmp_path / "checkpoints" / "last.pt", tmp_path / "checkpoints" / "best.pt"
+    save_checkpoint(last, checkpoint_of(3))
+    save_checkpoint(best, checkpoint_of(2))
+    flip_a_byte(last)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(last, needs=TRAINING_KEYS)
+    assert f"{best} (epoch 2) is intact" in str(err.value)
+    assert f"trainer.resume={best}" in str(err.value) and "\n" not in str(err.value)
+    flip_a_byte(best)
+    with pytest.raises(CheckpointError, match=r"best\.pt is not usable either"):
+        load_checkpoint(last)
+    best.unlink()
+    with pytest.raises(CheckpointError, match=r"no other checkpoint .* move .*last\.pt away"):
+        load_checkpoint(last)
+
+
+@pytest.mark.parametrize("content", [{}, {"state": {"epoch": 1}}, {"model": [1, 2]}])
+def test_a_checkpoint_without_model_weights_is_refused_by_name(tmp_path: Path,
+                                                               content: dict[str, object]
+                                                               ) -> None:
+    path = tmp_path / "x.pt"
+    torch.save({"format": "rcnnexp-checkpoint", **content}, path)
+    with pytest.raises(CheckpointError, match="incomplete: it has no model"):
+        load_checkpoint(path)
+
+
+class FullDisk:
+    """``open`` for a disk with ``room`` bytes left: writes beyond them raise ENOSPC."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def __call__(self, path: Path, mode: str = "r") -> BinaryIO:
+        fh = open(path, mode)  # noqa: SIM115 (closed by the caller's with-block)
+        if "w" not in mode:
+            return fh
+        real_write = fh.write
+
+        def write(data: bytes) -> int:
+            if len(data) > self.room:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.room -= len(data)
+            return real_write(data)
+
+        fh.write = write  # type: ignore[method-assign]
+        return fh
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_removes_the_temporary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "checkpoints" / "last.pt"
+    save_checkpoint(path, checkpoint_of(1))
+    before = path.read_bytes()
+    monkeypatch.setattr(storage, "open", FullDisk(room=4000), raising=False)
+    with pytest.raises(StorageError) as err:
+        save_checkpoint(path, checkpoint_of(2))
+    message = str(err.value)
+    assert message.startswith("no space left on the disk mounted at ") and "\n" not in message
+    assert f"to write {path} (it needs about " in message
+    assert "trainer.resume=auto" in message
+    assert [p.name for p in path.parent.iterdir()] == ["last.pt"]  # no temporary left
+    assert path.read_bytes() == before
+
+
+def test_a_full_disk_under_tensorboard_is_a_storage_error(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    logger = RunLogger(tmp_path)
+    assert logger.writer is not None
+
+    def add_scalar(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(logger.writer, "add_scalar", add_scalar)
+    with pytest.raises(StorageError, match=re.escape(f"to write {tmp_path / 'tb'} ")):
+        logger.scalar("train/lr", 0.1, 1)
+    logger.close()
+
+
+def test_results_json_is_strict_json_with_null_for_non_finite_numbers(tmp_path: Path) -> None:
+    logger = RunLogger(tmp_path, enabled=True)
+    logger.json("results.json", {"train_loss": math.nan, "best": [1.0, math.inf], "n": 3})
+    logger.close()
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    text = (tmp_path / "results.json").read_text()
+    assert json.loads(text, parse_constant=refuse) == {"train_loss": None, "best": [1.0, None],
+                                                       "n": 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from rcnnexp.config.checks import non_negative, positive, require
@@ -17,6 +18,8 @@ class SGDConfig:
     weight_decay: float = 5e-4  # L2 penalty on every parameter
 
     def __post_init__(self) -> None:
+        finite(lr=self.lr, momentum=self.momentum, dampening=self.dampening,
+               weight_decay=self.weight_decay)
         positive("optim.lr", self.lr)
         non_negative("optim.momentum", self.momentum)
         non_negative("optim.weight_decay", self.weight_decay)
@@ -36,7 +39,14 @@ class AdamConfig:
     weight_decay: float = 0.0  # L2 penalty on every parameter
 
     def __post_init__(self) -> None:
+        finite(lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)
         positive("optim.lr", self.lr)
         non_negative("optim.weight_decay", self.weight_decay)
         require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
                 f"optim.betas must be two numbers in [0, 1), got {list(self.betas)}")
+
+
+def finite(**values: float) -> None:
+    """An infinite or NaN learning rate (or decay, ...) passes ``> 0`` but trains to NaN."""
+    for key, value in values.items():
+        require(math.isfinite(value), f"optim.{key} must be a finite number, got {value}")

@@ -1,62 +1,137 @@
-"""Checkpoints: written atomically, read safely, checked against the model they load into.
+"""Checkpoints: written atomically, verified when read, checked against the model they load into.
 
 A checkpoint is a plain dict of tensors and Python primitives, so it loads with
-``torch.load(path, weights_only=True)``. Writes go to a temporary file in the same
-directory, are flushed to disk, then renamed over the target: a run killed at any instant
-leaves either the previous checkpoint or the new one, never half of one.
+``torch.load(path, weights_only=True)``. It is written by :func:`atomic_write` (never half
+a file, even on a full disk). PyTorch stores it as a zip archive with a CRC-32 for every
+entry but does not check them when loading; :func:`load_checkpoint` does, so a damaged
+file is refused rather than trained on or evaluated.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from rcnnexp.engine.storage import atomic_write
 from rcnnexp.errors import CheckpointError
 
 FORMAT = "rcnnexp-checkpoint"
 VERSION = 1
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)``, fsync, then rename onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+# what every checkpoint `rcnnexp train` writes holds; evaluating one needs only the first two
+TRAINING_KEYS = ("model", "state", "optimizer", "schedule", "scaler", "rng")
+MODEL_KEYS = TRAINING_KEYS[:2]
+# the checkpoints of a run directory, which can stand in for each other
+RUN_CHECKPOINTS = ("last.pt", "best.pt")
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state},
-                                              tmp))
+    atomic_write(path, lambda fh: torch.save({"format": FORMAT, "version": VERSION, **state},
+                                             fh),
+                 size=tensor_bytes(state) + 16 * 1024)
 
 
 def copy_checkpoint(src: Path, dst: Path) -> None:
-    atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    def copy(fh: Any) -> None:
+        with open(src, "rb") as source:
+            shutil.copyfileobj(source, fh)
+
+    atomic_write(dst, copy, size=src.stat().st_size)
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
-    """Load an rcnnexp checkpoint, or raise a :class:`CheckpointError` that says why not."""
+def tensor_bytes(tree: Any) -> int:
+    """The bytes of all tensors in a nested dict/list and of their zip entries (about 200
+    each): with the pickle of the rest, what saving them takes."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size() + 200
+    if isinstance(tree, Mapping):
+        return sum(tensor_bytes(v) for v in tree.values())
+    if isinstance(tree, list | tuple):
+        return sum(tensor_bytes(v) for v in tree)
+    return 0
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
+                    needs: Sequence[str] = MODEL_KEYS) -> dict[str, Any]:
+    """Load an rcnnexp checkpoint that holds ``needs``, or raise a :class:`CheckpointError`
+    that says why not and, for a run's last.pt or best.pt, whether the other one is usable."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist (expected a .pt file written by "
                               "`rcnnexp train`, e.g. <run dir>/checkpoints/last.pt)")
     try:
+        return read_checkpoint(p, map_location, needs)
+    except CheckpointError as err:
+        other = alternative(p, needs)
+        raise CheckpointError(f"{err}{'; ' + other if other else ''}") from None
+
+
+def read_checkpoint(p: Path, map_location: Any, needs: Sequence[str]) -> dict[str, Any]:
+    """:func:`load_checkpoint` without the search for an alternative."""
+    verify_archive(p)
+    try:
         state = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as err:  # a truncated zip, a pickle of something else, ...
+    except Exception as err:  # a pickle of something else, a tensor of an unknown type, ...
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {p} is corrupt or not a checkpoint: {reason[:200]}"
                               ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is a PyTorch file but not an rcnnexp checkpoint "
                               "(it has no 'format': 'rcnnexp-checkpoint' entry)")
+    missing = [k for k in needs if not isinstance(state.get(k), dict)]
+    if missing:
+        raise CheckpointError(f"checkpoint {p} is incomplete: it has no {', '.join(missing)} "
+                              "(a checkpoint of `rcnnexp train` holds "
+                              f"{', '.join(TRAINING_KEYS)})")
     return state
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The completed epochs of the checkpoint at ``path``; None if it is missing or unusable."""
+    if not path.is_file():
+        return None
+    try:
+        return int(read_checkpoint(path, "cpu", MODEL_KEYS)["state"]["epoch"])
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return None
+
+
+def verify_archive(p: Path) -> None:
+    """Check every entry of the zip archive ``torch.save`` wrote against its CRC-32."""
+    try:
+        with zipfile.ZipFile(p) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a checkpoint: "
+                              f"{str(err).strip()[:200] or type(err).__name__}") from None
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {p} is corrupt: its entry {bad} fails its CRC "
+                              "check (the file was damaged after it was written)")
+
+
+def alternative(p: Path, needs: Sequence[str]) -> str:
+    """For a run's last.pt or best.pt that cannot be used: whether the other one can, and how
+    ("" for a checkpoint outside a run's checkpoints/)."""
+    if p.name not in RUN_CHECKPOINTS:
+        return ""
+    for name in RUN_CHECKPOINTS:
+        other = p.with_name(name)
+        if other == p or not other.is_file():
+            continue
+        try:
+            state = read_checkpoint(other, "cpu", needs)
+        except CheckpointError:
+            return f"{other} is not usable either"
+        return (f"{other} (epoch {state['state'].get('epoch')}) is intact: use it instead "
+                f"(trainer.resume={other} continues training from it, eval "
+                f"checkpoint={other} evaluates it)")
+    return (f"there is no other checkpoint in {p.parent}; to train the run over, move {p} "
+            "away and run again with trainer.resume=auto")
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -2,8 +2,9 @@
 
 A run is resumed from its last checkpoint (``trainer.resume=auto``) or from a given one
 (``trainer.resume=PATH``); a run directory that holds a run is never trained into afresh.
-Signals that end training (Ctrl-C, SIGTERM from a scheduler) become :class:`Interrupted`,
-after which the CLI prints the command that continues the run.
+Signals that end training (Ctrl-C, SIGTERM from a scheduler) stop it at the next step, with
+a checkpoint of that step (:func:`deferred_interrupts`), after which the CLI prints the
+command that continues the run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rcnnexp.engine.checkpoint import config_differences, load_checkpoint
+from rcnnexp.engine.checkpoint import TRAINING_KEYS, config_differences, load_checkpoint
 from rcnnexp.engine.stages import Stage
 from rcnnexp.errors import CheckpointError, ConfigError
 
@@ -60,7 +61,7 @@ def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
         for i in reversed(range(len(stages))):
             last = stages[i].directory / "checkpoints" / "last.pt"
             if last.exists():
-                return ResumePoint(i, last, load_checkpoint(last))
+                return ResumePoint(i, last, load_checkpoint(last, needs=TRAINING_KEYS))
             if i > 0 and (stages[i - 1].directory / "results.json").exists():
                 return ResumePoint(i)
         return ResumePoint()
@@ -70,7 +71,7 @@ def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
     if not path.is_file():
         raise CheckpointError(f"trainer.resume={resume}: no checkpoint there (expected a .pt "
                               "file such as <run dir>/checkpoints/last.pt, or 'auto')")
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, needs=TRAINING_KEYS)
     names = [s.name for s in stages]
     stage = ckpt.get("stage", "train")
     if stage not in names:
@@ -112,7 +113,7 @@ def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path) ->
 def resume_hint(overrides: list[str], run_dir: Path, resumable: bool) -> str:
     """The command that continues an interrupted run (shell-quoted), or why there is none."""
     if not resumable:
-        return "no epoch completed, nothing to resume"
+        return "nothing was saved, nothing to resume"
     args = [o for o in overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
     command = ["rcnnexp", "train", *args, "trainer.resume=auto", f"hydra.run.dir={run_dir}"]
     return "continue with: " + " ".join(shlex.quote(a) for a in command)
@@ -126,23 +127,42 @@ class Interrupted(BaseException):
         self.exit_code = 128 + signum
 
 
+@dataclass
+class StopRequest:
+    """The signal that asked training to stop, once one has (None until then)."""
+
+    signum: int | None = None
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
 @contextmanager
-def signals_raise_interrupted() -> Iterator[None]:
-    """Turn SIGTERM (schedulers, `kill`) into :class:`Interrupted` while training."""
+def deferred_interrupts() -> Iterator[StopRequest]:
+    """While training, a first SIGTERM (schedulers, `kill`) or Ctrl-C only asks to stop.
+
+    The trainer stops at the next step boundary, where its state is whole and can be saved
+    (an interrupt raised inside an optimizer step could not be); a second signal stops at
+    once, raising :class:`Interrupted` wherever the run is.
+    """
+    request = StopRequest()
 
     def handler(signum: int, _frame: object) -> None:
-        raise Interrupted(signum)
+        if request.signum is not None:
+            raise Interrupted(signum)
+        request.signum = signum
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield request
         return
     try:
-        yield
+        yield request
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
-__all__ = ["Interrupted", "ResumePoint", "check_same_run", "finished_tune", "resume_hint",
-           "resume_point", "signals_raise_interrupted"]
+__all__ = ["Interrupted", "ResumePoint", "StopRequest", "check_same_run", "deferred_interrupts",
+           "finished_tune", "resume_hint", "resume_point"]

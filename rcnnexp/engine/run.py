@@ -34,16 +34,16 @@ from rcnnexp.engine.results import summarize
 from rcnnexp.engine.resume import (
     Interrupted,
     check_same_run,
+    deferred_interrupts,
     finished_tune,
     resume_hint,
     resume_point,
-    signals_raise_interrupted,
 )
 from rcnnexp.engine.runtime import make_runtime, seed_everything
 from rcnnexp.engine.stages import Stage, plan_stages, stage_results
 from rcnnexp.engine.summary import count_flops, layer_table
 from rcnnexp.engine.trainer import Trainer
-from rcnnexp.errors import ConfigError
+from rcnnexp.errors import ConfigError, UserError
 
 log = logging.getLogger("rcnnexp")
 
@@ -119,8 +119,10 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     trainer = Trainer(model, data, optimizer, schedule, runtime, tc, logger, progress,
                       stage.directory / "checkpoints", meta)
     if ckpt is not None:
-        trainer.restore(ckpt, str(source))
-        progress.info(f"resumed from {source} after epoch {trainer.state.epoch}")
+        trainer.restore(ckpt, source)
+        after = (f"batch {trainer.state.batch} of epoch {trainer.state.epoch + 1}"
+                 if trainer.state.batch else f"epoch {trainer.state.epoch}")
+        progress.info(f"resumed from {source} after {after}")
     else:
         logger.hparams(hparams_of(plain, ctx.choices))
 
@@ -132,18 +134,22 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
                  model.arch, ctx.choices.get("dataset", type(data).__name__),
                  f"{count_params(model):,}", f"{flops:,}", tc.epochs, iters, runtime.device)
     try:
-        with signals_raise_interrupted():
-            trainer.fit()
+        with deferred_interrupts() as stop:
+            trainer.fit(stop)
     except (KeyboardInterrupt, Interrupted) as err:
         logger.close()
         progress.close()
         code = err.exit_code if isinstance(err, Interrupted) else 130
         where = f"{stage.name}, " if stage.label else ""
+        saved = (stage.directory / "checkpoints" / "last.pt").exists()
         log.info("interrupted (%s) in %sepoch %d; %s",
                  type(err).__name__ if code == 130 else err, where, trainer.state.epoch + 1,
-                 resume_hint(ctx.overrides, ctx.run_dir,
-                             trainer.state.epoch > 0 or stage.name == "retrain"))
+                 resume_hint(ctx.overrides, ctx.run_dir, saved or stage.name == "retrain"))
         raise SystemExit(code) from None
+    except UserError:  # a full disk, a diverged loss: keep what TensorBoard was given
+        logger.close()
+        progress.close()
+        raise
     progress.close()
 
     identity = {**ctx.choices, "overrides": ctx.overrides, "run_dir": ctx.run_dir}

@@ -8,6 +8,7 @@ run resumed from ``last.pt`` ends exactly where an uninterrupted one does (on CP
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,12 +20,19 @@ import torch.nn.functional as F
 
 from rcnnexp.config.trainer import TrainerConfig
 from rcnnexp.data.base import DataModule
-from rcnnexp.engine.checkpoint import copy_checkpoint, load_model_state, save_checkpoint
+from rcnnexp.engine.checkpoint import (
+    checkpoint_epoch,
+    copy_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from rcnnexp.engine.evaluate import evaluate, topk_correct
 from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.progress import Progress
+from rcnnexp.engine.resume import Interrupted, StopRequest
 from rcnnexp.engine.runtime import Runtime, epoch_generator, rng_state, set_rng_state
 from rcnnexp.engine.schedules import Schedule
+from rcnnexp.errors import TrainingDiverged
 
 
 @dataclass
@@ -37,6 +45,10 @@ class TrainState:
     best_epoch: int | None = None
     elapsed_s: float = 0.0  # wall time spent in earlier processes of this run
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    # in a checkpoint saved inside an epoch (an interrupt): the batches of epoch `epoch` + 1
+    # done, and their sums (loss, correct, images; then the same since the last log)
+    batch: int = 0
+    epoch_sums: list[float] = field(default_factory=list)
 
 
 class Trainer:
@@ -71,14 +83,37 @@ class Trainer:
             "rng": rng_state(),
         }
 
-    def restore(self, ckpt: dict[str, Any], source: str) -> None:
-        """Continue from ``ckpt``: modules, counters and every RNG as they were saved."""
-        load_model_state(self.model, ckpt["model"], source)
+    def restore(self, ckpt: dict[str, Any], source: Path) -> None:
+        """Continue from ``ckpt`` (read from ``source``): modules, counters and every RNG as
+        they were saved, and a best.pt that holds the epoch the state calls best."""
+        load_model_state(self.model, ckpt["model"], str(source))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
         set_rng_state(ckpt["rng"])
+        if self.runtime.is_main:
+            self.restore_best(source)
+
+    def restore_best(self, source: Path) -> None:
+        """Make best.pt hold the best epoch of the restored state.
+
+        best.pt is copied from last.pt after last.pt is written, so a run killed between the
+        two leaves a best.pt of an earlier epoch, or none. The resumed checkpoint is then the
+        best one itself; a checkpoint resumed into another directory brings its best.pt.
+        """
+        best_epoch = self.state.best_epoch
+        best = self.checkpoint_dir / "best.pt"
+        if best_epoch is None or checkpoint_epoch(best) == best_epoch:
+            return
+        if best_epoch == self.state.epoch and self.state.batch == 0:
+            copy_checkpoint(source, best)
+        elif best != source.parent / "best.pt" and checkpoint_epoch(
+                source.parent / "best.pt") == best_epoch:
+            copy_checkpoint(source.parent / "best.pt", best)
+        else:
+            self.progress.info(f"warning: no best.pt holds epoch {best_epoch}, the best so far "
+                               f"(by {source}); {best} will be written when an epoch is better")
 
     def save(self, is_best: bool) -> None:
         if not self.runtime.is_main:
@@ -88,14 +123,38 @@ class Trainer:
         if is_best:
             copy_checkpoint(last, self.checkpoint_dir / "best.pt")
 
+    def save_inside_epoch(self, epoch: int, batch: int, sums: torch.Tensor,
+                          window: torch.Tensor) -> None:
+        """last.pt after ``batch`` batches of ``epoch``: what an interrupted run resumes."""
+        self.check_finite(float(window[0]), epoch)
+        self.state.batch = batch
+        self.state.epoch_sums = [*sums.tolist(), *window.tolist()]
+        self.save(is_best=False)
+        self.logger.flush()
+
+    def check_finite(self, loss_sum: float, epoch: int) -> None:
+        """Stop a diverged run before it saves: last.pt keeps the last finite state."""
+        if math.isfinite(loss_sum):
+            return
+        kept = (f"{self.checkpoint_dir / 'last.pt'} keeps epoch {self.state.epoch}, the last "
+                "finite state" if self.state.epoch else "no checkpoint was written")
+        raise TrainingDiverged(
+            f"the training loss is {loss_sum} in epoch {epoch + 1} (by step "
+            f"{self.state.step}): training diverged and stopped; {kept}; start again with a "
+            f"lower learning rate (it was {self.optimizer.param_groups[0]['lr']:g} at that "
+            "step: optim.lr, schedule)")
+
     @property
     def elapsed_s(self) -> float:
         return self.state.elapsed_s + time.perf_counter() - self._started
 
     # -- the loop -----------------------------------------------------------------------------
-    def fit(self) -> None:
+    def fit(self, stop: StopRequest | None = None) -> None:
+        """Train the remaining epochs; on a ``stop`` request, save and raise Interrupted
+        after the current step (inside an epoch) or after the epoch's checkpoint."""
+        stop = stop or StopRequest()
         for epoch in range(self.state.epoch, self.cfg.epochs):
-            row = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            row = {"epoch": epoch + 1, **self.train_epoch(epoch, stop)}
             if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
                 row.update(self.evaluate_splits(epoch + 1))
                 self.schedule.on_eval(row)
@@ -106,24 +165,32 @@ class Trainer:
             self.save(is_best)
             self.logger.flush()
             self.progress.epoch_done(self._epoch_line(row))
+            if stop.signum is not None:
+                raise Interrupted(stop.signum)
             if self.schedule.should_stop:
                 self.stopped_early = True
                 self.progress.info(f"schedule exhausted after epoch {epoch + 1}: stopping")
                 break
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def train_epoch(self, epoch: int, stop: StopRequest) -> dict[str, float]:
+        """One epoch's steps, from the batch a mid-epoch checkpoint stopped at, if any."""
         model, runtime, cfg = self.model, self.runtime, self.cfg
         model.train()
         total = self.data.num_train_batches(cfg.batch_size, runtime.world_size)
         generator = epoch_generator(cfg.seed, epoch, runtime.device)
         batches = self.data.train_batches(cfg.batch_size, generator, runtime.rank,
                                           runtime.world_size)
-        sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # loss, correct, n
-        window = torch.zeros_like(sums)  # the same since the last step-level log
+        # loss, correct, n; and the same since the last step-level log
+        done = torch.tensor(self.state.epoch_sums or [0.0] * 6, dtype=torch.float64,
+                            device=runtime.device)
+        sums, window = done[:3].clone(), done[3:].clone()
+        # the skipped batches are drawn all the same: the generator then stands where it did
+        first = self.state.batch
+        batches = itertools.islice(batches, first, None)
         start = time.perf_counter()
         window_start, window_images = start, 0
         lr = self.optimizer.param_groups[0]["lr"]
-        for x, y in self.progress.batches(batches, total, epoch):
+        for i, (x, y) in enumerate(self.progress.batches(batches, total - first, epoch), first):
             lr = self.schedule.step()
             with runtime.autocast():
                 logits = model(x)
@@ -141,6 +208,7 @@ class Trainer:
             window_images += len(y)
             if self.state.step % cfg.log_every == 0:
                 loss_w, correct_w, n_w = window.tolist()
+                self.check_finite(loss_w, epoch)
                 now = time.perf_counter()
                 ips = window_images * runtime.world_size / max(now - window_start, 1e-9)
                 self.logger.scalars({"loss_step": loss_w / n_w,
@@ -150,11 +218,14 @@ class Trainer:
                 sums += window
                 window.zero_()
                 window_start, window_images = now, 0
+            if stop.signum is not None:
+                self.save_inside_epoch(epoch, i + 1, sums, window)
+                raise Interrupted(stop.signum)
+        self.state.batch, self.state.epoch_sums = 0, []
         sums += window
         loss_sum, correct, n = sums.tolist()
         seconds = time.perf_counter() - start
-        if not math.isfinite(loss_sum):
-            self.progress.info(f"warning: the training loss is {loss_sum} in epoch {epoch + 1}")
+        self.check_finite(loss_sum, epoch)
         n = max(n, 1.0)
         metrics = {"lr": lr, "train_loss": loss_sum / n, "train_top1": 100 * correct / n,
                    "epoch_time_s": seconds,
@@ -200,3 +271,4 @@ class Trainer:
         parts.append(f"{row['images_per_s']:.0f} img/s")
         parts.append(f"{row['epoch_time_s']:.1f}s")
         return " | ".join(parts)
+
