@@ -83,6 +83,21 @@ def test_plateau_minimises_losses() -> None:
     assert s.reductions == 1
 
 
+def test_a_plateau_at_the_last_epoch_cuts_nothing_and_leaves_nothing_to_replay() -> None:
+    """A cut after the last epoch would reach no epoch; RCNN's retraining stage replays the
+    cuts that stage 1 listed, so such a cut must not be listed either."""
+    s = PlateauSchedule(optimizer(1.0), IPE, 3, patience=0)
+    for value in (50, 60, 55):  # epoch 3, the last, is worse than epoch 2
+        lrs(s, IPE)
+        s.on_eval({"val_top1": value})
+    assert s.reductions == 0 and s.replay()["milestones"] == []
+    s = PlateauSchedule(optimizer(1.0), IPE, 3, patience=0)
+    for value in (50, 45, 60):  # epoch 2 is worse than epoch 1: a cut after it
+        lrs(s, IPE)
+        s.on_eval({"val_top1": value})
+    assert s.reductions == 1 and s.replay()["milestones"] == [2]
+
+
 def test_state_dict_round_trip_continues_identically() -> None:
     a = PlateauSchedule(optimizer(1.0), IPE, 10, patience=0)
     lrs(a, 15)

@@ -168,6 +168,8 @@ class PlateauSchedule(Schedule):
             return
         self.bad_evals += 1
         if self.bad_evals > self.patience:
+            if self.iteration >= self.total_iters:
+                return  # the last epoch: a cut would reach no epoch, and a replay would list it
             self.bad_evals = 0
             if self.reductions < self.max_reductions:
                 self.reductions += 1
