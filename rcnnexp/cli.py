@@ -15,7 +15,7 @@ import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
@@ -93,10 +93,37 @@ def train_command(args: list[str]) -> None:
     if "--dry-run" in args or (multirun and _cfg_job(args)):
         list_jobs([a for a in args if a not in (*MULTIRUN_FLAGS, "--dry-run")], multirun)
         return
+    if not any(a in HYDRA_OWN_FLAGS for a in args):
+        check_composes(args, multirun)
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
     app()
+
+
+# flags after which Hydra does not compose conf/config.yaml as `train` does (its help, its
+# own info, another config): left to Hydra
+HYDRA_OWN_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+                   "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
+
+
+def command_overrides(args: Sequence[str]) -> list[str]:
+    """The overrides among ``train``'s arguments (``key=value``, ``~key``), without flags."""
+    return [a for a in args if (a.partition("=")[1] or a.startswith("~"))
+            and not a.startswith("-")]
+
+
+def check_composes(args: list[str], multirun: bool) -> None:
+    """Compose every job before Hydra does, so that a bad override gets one line and exit 2
+    (Hydra's own report is many lines and exit 1), and refuse keys no schema declares."""
+    from rcnnexp.config.explain import check_known_keys
+
+    overrides = command_overrides(args)
+    for job in sweep_jobs(overrides, multirun):
+        try:
+            check_known_keys(compose(job))
+        except UserError as err:
+            _fail(str(err), err.exit_code)
 
 
 def train_task(cfg: DictConfig) -> dict[str, Any]:
@@ -141,30 +168,39 @@ def _task_config(config: DictConfig) -> DictConfig:
 class RunGuard(Callback):
     """Hydra callback: check a run before Hydra writes anything, and report failed sweep jobs.
 
-    Before a single run it validates the config and refuses a run directory that already
-    holds a run unless ``trainer.resume`` is set (then it keeps the earlier ``.hydra/``
-    beside the new one). After a sweep it lists the jobs that failed and exits non-zero.
+    Before a single run, and before Hydra writes anything, it locks the run directory
+    against a second process, refuses one that already holds a run unless ``trainer.resume``
+    is set, and makes every check the run could fail (:func:`rcnnexp.engine.run.check_run`);
+    then it keeps the earlier ``.hydra/`` beside the new one. After a sweep it lists the jobs
+    that failed and exits non-zero.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.failed: list[tuple[int, str, str]] = []
         self.jobs = 0
+        self.lock: TextIO | None = None  # held while the run lives (rcnnexp.engine.rundir)
 
     def on_run_start(self, config: DictConfig, **_: Any) -> None:
-        from rcnnexp.config import validate
+        from rcnnexp.engine.run import check_run
+        from rcnnexp.engine.rundir import lock_run_dir
 
+        run_dir = Path(str(config.hydra.run.dir))
         try:
-            validate(_task_config(config))
+            # an existing directory is locked first: another process may be training there
+            self.lock = lock_run_dir(run_dir, create=False)
+            if (run_dir / ".hydra").exists() and config.trainer.resume is None:
+                raise UserError(f"run directory {run_dir} already holds a run; continue it "
+                                "with trainer.resume=auto, or choose another directory "
+                                "(hydra.run.dir=...)")
+            check_run(_task_config(config), run_dir)
+            if self.lock is None:
+                self.lock = lock_run_dir(run_dir)  # creates the directory
         except UserError as err:
             _fail(str(err), err.exit_code)
-        run_dir = Path(str(config.hydra.run.dir))
         previous = run_dir / ".hydra"
         if not previous.exists():
             return
-        if config.trainer.resume is None:
-            _fail(f"run directory {run_dir} already holds a run; continue it with "
-                  "trainer.resume=auto, or choose another directory (hydra.run.dir=...)")
         n = 1
         while (run_dir / f".hydra.{n}").exists():
             n += 1
@@ -252,14 +288,15 @@ def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from rcnnexp.config import explain
+
     check_experiment_names(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             return hydra_compose(config_name="config", overrides=overrides,
                                  return_hydra_config=hydra_node)
     except (HydraException, OmegaConfBaseException) as err:
-        # Hydra appends its search path to "not found" errors: noise for a user
-        _fail(str(err).split("Config search path:")[0].strip())
+        _fail(explain(err))
         raise  # unreachable: _fail exits
 
 
@@ -286,7 +323,9 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
                                              *overrides])
         [jobs] = BasicSweeper.split_arguments(everything, None)
     except HydraException as err:
-        _fail(str(err).splitlines()[0])
+        from rcnnexp.config import explain
+
+        _fail(explain(err))
     return jobs
 
 
@@ -298,7 +337,7 @@ def list_jobs(args: list[str], multirun: bool) -> None:
     from rcnnexp.config import validate
 
     show_config = _cfg_job(args)
-    overrides = [a for a in args if a.partition("=")[1] and not a.startswith("-")]
+    overrides = command_overrides(args)
     jobs = sweep_jobs(overrides, multirun)
     invalid = 0
     for num, job in enumerate(jobs):

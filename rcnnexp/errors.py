@@ -24,3 +24,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, corrupt, or was written by another model."""
+
+
+class RunDirError(UserError):
+    """A run directory that cannot be written, or that another process is training in."""
