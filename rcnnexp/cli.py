@@ -7,13 +7,14 @@ command line); it hands a composed config and a :class:`RunContext` to the engin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import json
 import logging
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from rcnnexp import __version__
-from rcnnexp.errors import UserError
+from rcnnexp.errors import UserError, unwritable_reason
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("rcnnexp")
@@ -378,18 +379,38 @@ def eval_command(args: list[str]) -> None:
         cfg = compose([*kept, *overrides])
         with open_dict(cfg):
             cfg.trainer.resume = None
-        result = evaluate_checkpoint(cfg, checkpoint, split)
         output = Path(own["output"]) if "output" in own else _default_eval_path(checkpoint, split)
-        if output.exists():
-            _fail(f"output={output} already exists; choose another file")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({**result, "overrides": [*kept, *overrides]}, indent=2)
-                          + "\n")
+        with reserve_output(output) as handle:
+            result = evaluate_checkpoint(cfg, checkpoint, split)
+            handle.write(json.dumps({**result, "overrides": [*kept, *overrides]}, indent=2)
+                         + "\n")
     except UserError as err:
         _fail(str(err), err.exit_code)
     print(f"{result['arch']} on {split}: top-1 {result['top1']:.2f}%  top-5 "
           f"{result['top5']:.2f}%  ({result['examples']} images) -> {output}")
     print(json.dumps(result))
+
+
+@contextlib.contextmanager
+def reserve_output(output: Path) -> Iterator[TextIO]:
+    """Create ``output`` (never over an existing file) before the work that fills it, so an
+    unwritable place is refused before an evaluation's minutes are spent; the empty file
+    is removed again when that work fails."""
+    if output.exists():
+        raise UserError(f"output={output} already exists; choose another file")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(output, "x")  # noqa: SIM115 (closed below, removed on failure)
+    except OSError as err:
+        raise UserError(f"output={output}: cannot write there "
+                        f"({unwritable_reason(output, err)}); choose a file in a folder you "
+                        "can write to") from None
+    try:
+        with handle:
+            yield handle
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
 
 
 def _default_eval_path(checkpoint: Path, split: str) -> Path:

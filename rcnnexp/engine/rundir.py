@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TextIO
 
-from rcnnexp.errors import RunDirError
+from rcnnexp.errors import RunDirError, unwritable_reason
 
 LOCK_NAME = ".lock"
 
@@ -29,7 +29,7 @@ def lock_run_dir(run_dir: Path, create: bool = True) -> TextIO | None:
         handle = open(run_dir / LOCK_NAME, "a+")  # noqa: SIM115 (held for the run's life)
     except OSError as err:
         raise RunDirError(f"hydra.run.dir={run_dir}: cannot write a run directory there "
-                          f"({err.strerror or err}); choose a folder you can write to"
+                          f"({unwritable_reason(run_dir, err)}); choose a folder you can write to"
                           ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
