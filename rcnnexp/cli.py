@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -199,6 +200,9 @@ class RunGuard(Callback):
                 self.lock = lock_run_dir(run_dir)  # creates the directory
         except UserError as err:
             _fail(str(err), err.exit_code)
+        except Exception:  # a bug: Hydra would turn it into a warning and run on
+            traceback.print_exc()
+            sys.exit(1)
         previous = run_dir / ".hydra"
         if not previous.exists():
             return
