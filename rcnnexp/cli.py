@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import logging
 import shutil
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -74,7 +75,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     from rcnnexp.config import register_configs
 
     register_configs()
-    COMMANDS[command](rest)
+    with signals_end_the_command(command):
+        COMMANDS[command](rest)
+
+
+class Terminated(BaseException):
+    """SIGTERM outside training (which the engine handles itself), raised like Ctrl-C's
+    KeyboardInterrupt so that it ends the command in one line, not a silent exit -15."""
+
+
+@contextlib.contextmanager
+def signals_end_the_command(command: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while a command starts up (imports, composing, reading data) or
+    ends: one line and the shell's convention, 128 + the signal (130, 143), no traceback.
+    During training the engine stops at a checkpoint and prints how to continue instead."""
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail(f"interrupted by Ctrl-C (SIGINT): `rcnnexp {command}` stopped before it "
+              "finished", 128 + signal.SIGINT)
+    except Terminated:
+        _fail(f"interrupted by SIGTERM: `rcnnexp {command}` stopped before it finished",
+              128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(message: str, code: int = 2) -> None:
