@@ -35,7 +35,14 @@ class RunDirError(UserError):
 def unwritable_reason(path: Path, err: OSError) -> str:
     """Why ``path`` could not be created, in words: a file where a folder must be is named
     (the OS says only "File exists" or "Not a directory")."""
-    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    blocking = next((p for p in (path, *path.parents) if _is_file(p)), None)
     if blocking is not None:
         return f"{'it' if blocking == path else blocking} is a file, not a folder"
     return err.strerror or str(err)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # a name too long, a folder that may not be searched: not a file there
+        return False
