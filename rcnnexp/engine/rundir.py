@@ -21,7 +21,10 @@ LOCK_NAME = ".lock"
 def lock_run_dir(run_dir: Path, create: bool = True) -> TextIO | None:
     """Lock ``run_dir``, creating it first when ``create`` (else None if it does not exist);
     keep the returned file open while the run lives (closing it, or the process ending,
-    releases the lock)."""
+    releases the lock). Under ``torchrun`` only rank 0 locks: the other ranks of the same
+    run share its directory."""
+    if int(os.environ.get("RANK", 0)) != 0:
+        return None
     try:
         if not create and not run_dir.is_dir():
             return None
