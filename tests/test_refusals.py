@@ -226,3 +226,19 @@ def test_a_signal_during_start_up_ends_in_one_line(sig: signal.Signals, code: in
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     assert_one_line_error(result, f"interrupted by {name}", code=code)
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_an_interrupt_after_the_last_epoch_names_no_epoch_beyond_it(run_dir: Path) -> None:
+    """metrics.csv gets the last epoch's row just before its checkpoints are saved: a Ctrl-C
+    then used to report "interrupted in epoch 4" of a 3-epoch run."""
+    proc = start_train(["model.K=8", "model.T=1", "trainer.epochs=3", "trainer.progress=false",
+                        f"hydra.run.dir={run_dir}"])
+    metrics = run_dir / "metrics.csv"
+    wait_for(metrics, proc)
+    while proc.poll() is None and len(metrics.read_text().splitlines()) < 4:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert "epoch 4" not in out and "Traceback" not in out
+    assert "after the last epoch (3)" in out or "interrupted by Ctrl-C" in out
