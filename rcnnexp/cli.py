@@ -301,7 +301,10 @@ def check_experiment_names(overrides: Sequence[str]) -> None:
                 by_folder.setdefault(folder, []).append(stem)
             listing = "\n".join(f"  {folder + '/' if folder else '(top level)'}: "
                                  f"{', '.join(stems)}" for folder, stems in by_folder.items())
-            _fail(f"experiment={unknown[0]} is not a preset in {root}; the presets are "
+            from rcnnexp.config.explain import did_you_mean
+
+            hint = did_you_mean(unknown[0], sorted(known))
+            _fail(f"experiment={unknown[0]} is not a preset in {root}{hint}; the presets are "
                   f"(docs/experiments.md says which paper row each one is):\n{listing}")
 
 
