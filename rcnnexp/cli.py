@@ -7,21 +7,24 @@ command line); it hands a composed config and a :class:`RunContext` to the engin
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as _dt
 import json
 import logging
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from rcnnexp import __version__
-from rcnnexp.errors import UserError
+from rcnnexp.errors import UserError, unwritable_reason
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("rcnnexp")
@@ -72,7 +75,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     from rcnnexp.config import register_configs
 
     register_configs()
-    COMMANDS[command](rest)
+    with signals_end_the_command(command):
+        COMMANDS[command](rest)
+
+
+class Terminated(BaseException):
+    """SIGTERM outside training (which the engine handles itself), raised like Ctrl-C's
+    KeyboardInterrupt so that it ends the command in one line, not a silent exit -15."""
+
+
+@contextlib.contextmanager
+def signals_end_the_command(command: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM while a command starts up (imports, composing, reading data) or
+    ends: one line and the shell's convention, 128 + the signal (130, 143), no traceback.
+    During training the engine stops at a checkpoint and prints how to continue instead."""
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _fail(f"interrupted by Ctrl-C (SIGINT): `rcnnexp {command}` stopped before it "
+              "finished", 128 + signal.SIGINT)
+    except Terminated:
+        _fail(f"interrupted by SIGTERM: `rcnnexp {command}` stopped before it finished",
+              128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -98,10 +129,37 @@ def train_command(args: list[str]) -> None:
     if "--dry-run" in args or (multirun and _cfg_job(args)):
         list_jobs([a for a in args if a not in (*MULTIRUN_FLAGS, "--dry-run")], multirun)
         return
+    if not any(a in HYDRA_OWN_FLAGS for a in args):
+        check_composes(args, multirun)
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
     app()
+
+
+# flags after which Hydra does not compose conf/config.yaml as `train` does (its help, its
+# own info, another config): left to Hydra
+HYDRA_OWN_FLAGS = ("--help", "-h", "--hydra-help", "--info", "-i", "--shell-completion", "-sc",
+                   "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd")
+
+
+def command_overrides(args: Sequence[str]) -> list[str]:
+    """The overrides among ``train``'s arguments (``key=value``, ``~key``), without flags."""
+    return [a for a in args if (a.partition("=")[1] or a.startswith("~"))
+            and not a.startswith("-")]
+
+
+def check_composes(args: list[str], multirun: bool) -> None:
+    """Compose every job before Hydra does, so that a bad override gets one line and exit 2
+    (Hydra's own report is many lines and exit 1), and refuse keys no schema declares."""
+    from rcnnexp.config.explain import check_known_keys
+
+    overrides = command_overrides(args)
+    for job in sweep_jobs(overrides, multirun):
+        try:
+            check_known_keys(compose(job))
+        except UserError as err:
+            _fail(str(err), err.exit_code)
 
 
 def train_task(cfg: DictConfig) -> dict[str, Any]:
@@ -152,25 +210,40 @@ def _task_config(config: DictConfig) -> DictConfig:
 class RunGuard(Callback):
     """Hydra callback: check a single run before Hydra writes anything.
 
-    It validates the config and refuses a run directory that already holds a run unless
-    ``trainer.resume`` is set (then it keeps the earlier ``.hydra/`` beside the new one).
-    A sweep's jobs are reported by :class:`rcnnexp.sweep.SweepReport`.
+    Before a single run, and before Hydra writes anything, it locks the run directory
+    against a second process, refuses one that already holds a run unless ``trainer.resume``
+    is set, and makes every check the run could fail (:func:`rcnnexp.engine.run.check_run`);
+    then it keeps the earlier ``.hydra/`` beside the new one. A sweep's jobs are reported by
+    :class:`rcnnexp.sweep.SweepReport`.
     """
 
-    def on_run_start(self, config: DictConfig, **_: Any) -> None:
-        from rcnnexp.config import validate
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock: TextIO | None = None  # held while the run lives (rcnnexp.engine.rundir)
 
+    def on_run_start(self, config: DictConfig, **_: Any) -> None:
+        from rcnnexp.engine.run import check_run
+        from rcnnexp.engine.rundir import lock_run_dir
+
+        run_dir = Path(str(config.hydra.run.dir))
         try:
-            validate(_task_config(config))
+            # an existing directory is locked first: another process may be training there
+            self.lock = lock_run_dir(run_dir, create=False)
+            if (run_dir / ".hydra").exists() and config.trainer.resume is None:
+                raise UserError(f"run directory {run_dir} already holds a run; continue it "
+                                "with trainer.resume=auto, or choose another directory "
+                                "(hydra.run.dir=...)")
+            check_run(_task_config(config), run_dir)
+            if self.lock is None:
+                self.lock = lock_run_dir(run_dir)  # creates the directory
         except UserError as err:
             _fail(str(err), err.exit_code)
-        run_dir = Path(str(config.hydra.run.dir))
+        except Exception:  # a bug: Hydra would turn it into a warning and run on
+            traceback.print_exc()
+            sys.exit(1)
         previous = run_dir / ".hydra"
         if not previous.exists():
             return
-        if config.trainer.resume is None:
-            _fail(f"run directory {run_dir} already holds a run; continue it with "
-                  "trainer.resume=auto, or choose another directory (hydra.run.dir=...)")
         n = 1
         while (run_dir / f".hydra.{n}").exists():
             n += 1
@@ -216,7 +289,10 @@ def check_experiment_names(overrides: Sequence[str]) -> None:
                 by_folder.setdefault(folder, []).append(stem)
             listing = "\n".join(f"  {folder + '/' if folder else '(top level)'}: "
                                  f"{', '.join(stems)}" for folder, stems in by_folder.items())
-            _fail(f"experiment={unknown[0]} is not a preset in {root}; the presets are "
+            from rcnnexp.config.explain import did_you_mean
+
+            hint = did_you_mean(unknown[0], sorted(known))
+            _fail(f"experiment={unknown[0]} is not a preset in {root}{hint}; the presets are "
                   f"(docs/experiments.md says which paper row each one is):\n{listing}")
 
 
@@ -237,14 +313,15 @@ def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from rcnnexp.config import explain
+
     check_experiment_names(overrides)
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
             return hydra_compose(config_name="config", overrides=overrides,
                                  return_hydra_config=hydra_node)
     except (HydraException, OmegaConfBaseException) as err:
-        # Hydra appends its search path to "not found" errors: noise for a user
-        _fail(str(err).split("Config search path:")[0].strip())
+        _fail(explain(err))
         raise  # unreachable: _fail exits
 
 
@@ -271,7 +348,9 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
                                              *overrides])
         [jobs] = BasicSweeper.split_arguments(everything, None)
     except HydraException as err:
-        _fail(str(err).splitlines()[0])
+        from rcnnexp.config import explain
+
+        _fail(explain(err))
     return jobs
 
 
@@ -283,7 +362,7 @@ def list_jobs(args: list[str], multirun: bool) -> None:
     from rcnnexp.config import validate
 
     show_config = _cfg_job(args)
-    overrides = [a for a in args if a.partition("=")[1] and not a.startswith("-")]
+    overrides = command_overrides(args)
     jobs = sweep_jobs(overrides, multirun)
     invalid = 0
     for num, job in enumerate(jobs):
@@ -324,18 +403,38 @@ def eval_command(args: list[str]) -> None:
         cfg = compose([*kept, *overrides])
         with open_dict(cfg):
             cfg.trainer.resume = None
-        result = evaluate_checkpoint(cfg, checkpoint, split)
         output = Path(own["output"]) if "output" in own else _default_eval_path(checkpoint, split)
-        if output.exists():
-            _fail(f"output={output} already exists; choose another file")
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps({**result, "overrides": [*kept, *overrides]}, indent=2)
-                          + "\n")
+        with reserve_output(output) as handle:
+            result = evaluate_checkpoint(cfg, checkpoint, split)
+            handle.write(json.dumps({**result, "overrides": [*kept, *overrides]}, indent=2)
+                         + "\n")
     except UserError as err:
         _fail(str(err), err.exit_code)
     print(f"{result['arch']} on {split}: top-1 {result['top1']:.2f}%  top-5 "
           f"{result['top5']:.2f}%  ({result['examples']} images) -> {output}")
     print(json.dumps(result))
+
+
+@contextlib.contextmanager
+def reserve_output(output: Path) -> Iterator[TextIO]:
+    """Create ``output`` (never over an existing file) before the work that fills it, so an
+    unwritable place is refused before an evaluation's minutes are spent; the empty file
+    is removed again when that work fails."""
+    if output.exists():
+        raise UserError(f"output={output} already exists; choose another file")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(output, "x")  # noqa: SIM115 (closed below, removed on failure)
+    except OSError as err:
+        raise UserError(f"output={output}: cannot write there "
+                        f"({unwritable_reason(output, err)}); choose a file in a folder you "
+                        "can write to") from None
+    try:
+        with handle:
+            yield handle
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
 
 
 def _default_eval_path(checkpoint: Path, split: str) -> Path:

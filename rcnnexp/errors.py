@@ -7,6 +7,8 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input: a config value, a missing file, a checkpoint that does not fit."""
@@ -41,3 +43,23 @@ class TrainingDiverged(UserError):
     rate)."""
 
     exit_code = 1
+
+
+class RunDirError(UserError):
+    """A run directory that cannot be written, or that another process is training in."""
+
+
+def unwritable_reason(path: Path, err: OSError) -> str:
+    """Why ``path`` could not be created, in words: a file where a folder must be is named
+    (the OS says only "File exists" or "Not a directory")."""
+    blocking = next((p for p in (path, *path.parents) if _is_file(p)), None)
+    if blocking is not None:
+        return f"{'it' if blocking == path else blocking} is a file, not a folder"
+    return err.strerror or str(err)
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.exists() and not path.is_dir()
+    except OSError:  # a name too long, a folder that may not be searched: not a file there
+        return False

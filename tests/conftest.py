@@ -96,6 +96,18 @@ def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) ->
         assert needle in out, f"{needle!r} not in:\n{out}"
 
 
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str,
+                          code: int = 2) -> str:
+    """The CLI's contract for bad input: exit ``code`` (2 unless a signal's), nothing but
+    one ``error:`` line on stderr, containing ``needles``; returns that line."""
+    assert proc.returncode == code, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in:\n{lines[0]}"
+    return lines[0]
+
+
 def train_run(run_dir: Path, *args: str) -> dict[str, Any]:
     """``rcnnexp train ARGS`` into ``run_dir``, which must succeed; its results.json."""
     proc = run_cli("train", *args, f"hydra.run.dir={run_dir}")

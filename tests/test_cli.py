@@ -13,6 +13,7 @@ import torch
 from conftest import (
     QUICK,
     assert_clean_error,
+    assert_one_line_error,
     assert_same_run,
     hparams_table,
     read_csv,
@@ -183,10 +184,9 @@ def test_a_crashing_single_run_shows_its_error_and_no_callback_warning(tmp_path:
 
 
 @pytest.mark.parametrize(("args", "needles"), [
-    (["model=resnet"], ["Could not find 'model/resnet'", "Available options in 'model'",
-                        "rcnn"]),
-    (["dataset=imagenette"], ["Could not find 'dataset/imagenette'", "digits"]),
-    (["model.depth=3"], ["Key 'depth' not in 'RCNNConfig'"]),
+    (["model=resnet"], ["model=resnet", "no option 'resnet'", "the options are", "rcnn"]),
+    (["dataset=imagenette"], ["dataset=imagenette", "no option 'imagenette'", "digits"]),
+    (["model.depth=3"], ["model.depth is not a key of model", "the keys are"]),
     (["trainer.epochs=ten"], ["trainer.epochs", "could not be converted to Integer"]),
     (["trainer.epochs=0"], ["trainer.epochs must be positive, got 0"]),
     (["model.K=-4"], ["model.K must be positive, got -4"]),
@@ -204,8 +204,8 @@ def test_bad_input_gets_a_clear_message(args: list[str], needles: list[str],
                                         tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     proc = run_cli("train", *args, "trainer.progress=false", f"hydra.run.dir={run_dir}")
-    assert_clean_error(proc, *needles)
-    assert not (run_dir / "checkpoints").exists()
+    assert_one_line_error(proc, *needles)
+    assert not run_dir.exists()
 
 
 RESUME_ARGS = ("model.K=8", "model.T=1", "trainer.epochs=5", "trainer.batch_size=32",

@@ -126,3 +126,31 @@ def test_every_yaml_file_belongs_to_a_group() -> None:
     for path in Path(CONF_DIR).rglob("*.yaml"):
         rel = path.relative_to(CONF_DIR)
         assert rel.name == "config.yaml" or rel.parts[0] in groups, rel
+
+
+@pytest.mark.parametrize("written", ["+trainer.epoch=3", "++trainer.epoch=3"])
+def test_a_key_added_with_plus_is_refused_with_the_nearest_key(written: str) -> None:
+    with pytest.raises(ConfigError, match=r"trainer.epoch is not a key of trainer \(did you "
+                                          r"mean trainer.epochs\?\)"):
+        validate(compose_config([written]))
+
+
+def test_a_key_added_inside_a_list_of_schemas_is_refused() -> None:
+    cfg = compose_config(["experiment=rcnn/t4_rcnn96"])
+    assert cfg.paper is not None
+    with pytest.raises(ConfigError, match=r"paper.values\[0\].metrik is not a key"):
+        validate(compose_config(["experiment=rcnn/t4_rcnn96", "+paper.values.0.metrik=1"]))
+
+
+def test_a_typo_in_a_choice_gets_the_nearest_choice() -> None:
+    with pytest.raises(ConfigError, match=r"got 'gird9' \(did you mean grid9\?\)"):
+        validate(compose_config(["dataset.views=gird9"]))
+
+
+@pytest.mark.parametrize("key", ["trainer.seed", "dataset.split_seed"])
+def test_a_seed_torch_cannot_take_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key} must be an integer from 0 to {2**63 - 1}, "
+                                          "got -1"):
+        validate(compose_config([f"{key}=-1"]))
+    with pytest.raises(ConfigError, match=rf"{key} must be an integer"):
+        validate(compose_config([f"{key}=99999999999999999999"]))

@@ -3,6 +3,7 @@ and where to get it; never a traceback."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from tiny_data import (
 )
 
 from rcnnexp.config import validate
+from rcnnexp.data.files import reading
 from rcnnexp.engine.build import build_data
 from rcnnexp.errors import DataError
 
@@ -154,3 +156,53 @@ def test_wrong_labels_are_refused(tmp_path: Path) -> None:
     record_checksums(path.parent)  # intact as a file: only its labels are wrong
     with pytest.raises(DataError, match=r"labels outside 0..9"):
         setup("cifar10", tmp_path)
+
+
+# -- files this user may not read: the files are fine, the permissions are not -------------------
+def test_a_folder_that_may_not_be_searched_is_named_not_a_traceback(tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """Path.is_file raises PermissionError inside a folder without x permission (as a
+    non-root user; simulated here, since root may search any folder)."""
+    write_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    real_is_file = Path.is_file
+
+    def is_file(path: Path) -> bool:
+        if path.parent == raw:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    with pytest.raises(DataError, match=r"MNIST: cannot read .*MNIST/raw/.* \(Permission denied\)"
+                                        r"; make the dataset's files readable"):
+        setup("mnist", tmp_path)
+
+
+def test_an_unreadable_file_is_not_called_corrupt() -> None:
+    with pytest.raises(DataError) as err, reading("CIFAR-10", Path("/data"), "the archive"):
+        raise PermissionError(13, "Permission denied", "/data/data_batch_1")
+    message = str(err.value)
+    assert "cannot read /data/data_batch_1 (Permission denied)" in message
+    assert "readable" in message and "corrupt" not in message and "delete" not in message
+
+
+def test_an_unreadable_image_is_not_called_damaged(monkeypatch) -> None:
+    from rcnnexp.data import folder
+
+    def denied(path: str, *_: object) -> None:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(folder, "load_image", denied)
+    _, _, error = folder.ImageFiles(["/data/a.jpg"], [0], (8, 8), draft=False)[0]
+    assert "cannot read image /data/a.jpg (permission denied)" in error
+    assert "readable" in error and "damaged" not in error
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_an_unreadable_dataset_file_through_the_cli(tmp_path: Path) -> None:
+    write_mnist(tmp_path)
+    victim = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    victim.chmod(0)
+    proc = train(tmp_path, "mnist", tmp_path, "dataset.download=false")
+    assert_clean_error(proc, f"cannot read {victim}", "readable")
+    assert not (tmp_path / "run").exists()

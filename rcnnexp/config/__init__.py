@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rcnnexp.config.dataset import DATASET_SCHEMAS, DatasetConfig, DigitsConfig
+from rcnnexp.config.explain import check_known_keys, explain
 from rcnnexp.config.finetune import FinetuneConfig
 from rcnnexp.config.model import AlexNetConfig, CRNNConfig, RCNNConfig, RecNetConfig
 from rcnnexp.config.optim import AdamConfig, SGDConfig
@@ -57,12 +58,14 @@ def register_configs() -> None:
 def validate(cfg: DictConfig) -> Config:
     """Run every schema's value checks and the checks across groups; return typed objects.
 
-    Raises :class:`ConfigError` naming the offending key and what would be right.
+    Raises :class:`ConfigError` naming the offending key and what would be right; a key that
+    no schema declares (added with ``+``) is one.
     """
+    check_known_keys(cfg)
     try:
         typed = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
-        raise ConfigError(_omegaconf_message(err)) from None
+        raise ConfigError(explain(err)) from None
     assert isinstance(typed, Config)
     schedule = typed.schedule
     if isinstance(schedule, ScheduleConfig):
@@ -77,13 +80,6 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     return plain
 
 
-def _omegaconf_message(err: OmegaConfBaseException) -> str:
-    """OmegaConf's first line plus the key it concerns, without its internals."""
-    first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    key = getattr(err, "full_key", None)
-    return f"{key}: {first}" if key else first
-
-
 __all__ = [
     "SCHEMAS",
     "Config",
@@ -91,6 +87,7 @@ __all__ = [
     "FinetuneConfig",
     "PaperResult",
     "TrainerConfig",
+    "explain",
     "register_configs",
     "to_plain",
     "validate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -23,10 +24,22 @@ def non_negative(key: str, value: float) -> None:
     require(value >= 0, f"{key} must be zero or more, got {value}")
 
 
+SEED_LIMIT = 2**63  # torch.manual_seed takes a 64-bit integer; numpy's seed is taken mod 2**32
+
+
+def seed(key: str, value: int) -> None:
+    require(0 <= value < SEED_LIMIT,
+            f"{key} must be an integer from 0 to {SEED_LIMIT - 1}, got {value}")
+
+
 def one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
     choices = list(choices)
-    require(value in choices,
-            f"{key} must be one of {', '.join(map(str, choices))}; got {value!r}")
+    if value in choices:
+        return
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{key} must be one of {', '.join(names)}; got {value!r}{hint}")
 
 
 def model_check(check: Callable[..., object], *args: object) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rcnnexp.config.checks import one_of, positive, require
+from rcnnexp.config.checks import one_of, positive, require, seed
 
 NORMALIZE = ["none", "channel", "pixel"]
 VIEWS = ["center", "grid9", "ten"]
@@ -65,6 +65,7 @@ class DigitsConfig(DatasetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        seed("dataset.split_seed", self.split_seed)
         require(0 <= self.val_fraction < 1 and 0 < self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 1,
                 "dataset.val_fraction and dataset.test_fraction must be fractions that leave "
@@ -89,6 +90,7 @@ class CIFAR10Config(DatasetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        seed("dataset.split_seed", self.split_seed)
         one_of("dataset.val_split", self.val_split, ["none", "fraction", "rcnn"])
         _fraction("dataset.val_fraction", self.val_fraction)
         positive("dataset.val_size", self.val_size)
@@ -113,6 +115,7 @@ class MNISTConfig(DatasetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        seed("dataset.split_seed", self.split_seed)
         one_of("dataset.val_split", self.val_split, ["none", "fraction"])
         _fraction("dataset.val_fraction", self.val_fraction)
 
@@ -131,6 +134,7 @@ class SVHNConfig(DatasetConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        seed("dataset.split_seed", self.split_seed)
         one_of("dataset.val_split", self.val_split, ["rcnn", "none"])
         require(self.val_split != "rcnn" or self.extra,
                 "dataset.val_split=rcnn draws validation images from SVHN's extra set: set "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from rcnnexp.config.checks import non_negative, positive, require
+from rcnnexp.config.checks import non_negative, positive, require, seed
 
 
 class Device(str, Enum):
@@ -51,4 +51,5 @@ class TrainerConfig:
         positive("trainer.eval_every", self.eval_every)
         positive("trainer.log_every", self.log_every)
         non_negative("trainer.workers", self.workers)
+        seed("trainer.seed", self.seed)
         require(self.resume != "", "trainer.resume must be null, 'auto' or a checkpoint path")

@@ -24,7 +24,10 @@ def ensure_files(name: str, folder: Path, files: Sequence[str], download: bool,
     ``source`` says where the files come from (URL, archive name); ``fetch`` is None for a
     dataset that cannot be downloaded automatically.
     """
-    missing = missing_files(folder, files)
+    try:
+        missing = missing_files(folder, files)
+    except PermissionError as err:
+        raise DataError(unreadable(name, err)) from None
     if not missing:
         return
     if download and fetch is not None:
@@ -60,6 +63,15 @@ def one_line(err: BaseException) -> str:
     return text[:300] + ("..." if len(text) > 300 else "")
 
 
+def unreadable(name: str, err: OSError) -> str:
+    """A file or folder of a dataset that exists but that this user may not read: the files
+    are not damaged, so the advice is to fix the permissions, not to fetch them again."""
+    where = err.filename or "a file"
+    return (f"{name}: cannot read {where} ({err.strerror or 'permission denied'}); make the "
+            "dataset's files readable by this user (chmod), or point dataset.root (or "
+            "$RCNNEXP_DATA) at a copy you can read")
+
+
 @contextmanager
 def reading(name: str, where: Path, source: str) -> Iterator[None]:
     """Turn any failure while parsing a dataset's files into a clear :class:`DataError`."""
@@ -67,6 +79,8 @@ def reading(name: str, where: Path, source: str) -> Iterator[None]:
         yield
     except DataError:
         raise
+    except PermissionError as err:
+        raise DataError(unreadable(name, err)) from None
     except Exception as err:
         raise DataError(
             f"{name}: could not read the files in {where} ({type(err).__name__}: "

@@ -13,6 +13,7 @@ as the data module (``persistent_workers``).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from abc import abstractmethod
@@ -25,6 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from rcnnexp.data.base import Batch, DataModule, DataSpec
+from rcnnexp.data.files import unreadable
 from rcnnexp.data.transforms import BatchPipeline, Stats, cached_stats, compute_stats, stats_key
 from rcnnexp.errors import DataError
 
@@ -73,9 +75,13 @@ class ImageFiles(Dataset):
         path = os.fsdecode(self.paths[i])
         try:
             return load_image(path, self.size, self.draft), int(self.labels[i]), ""
+        except PermissionError:
+            msg = (f"cannot read image {path} (permission denied); make the dataset's files "
+                   "readable by this user (chmod)")
         except Exception as err:
-            msg = f"cannot decode image {path} ({type(err).__name__}: {err})"
-            return torch.zeros(3, *self.size, dtype=torch.uint8), int(self.labels[i]), msg
+            msg = (f"cannot decode image {path} ({type(err).__name__}: {err}); the file is "
+                   "damaged: replace it (or re-extract the dataset)")
+        return torch.zeros(3, *self.size, dtype=torch.uint8), int(self.labels[i]), msg
 
 
 class _Schedule:
@@ -197,8 +203,7 @@ class FolderDataModule(DataModule):
         for images, labels, errors in self._loader:
             bad = [e for e in errors if e]
             if bad:
-                raise DataError(f"{self.title}: {bad[0]}; the file is damaged: replace it "
-                                "(or re-extract the dataset)")
+                raise DataError(f"{self.title}: {bad[0]}")
             yield (images.to(self.device, non_blocking=True),
                    labels.to(self.device, non_blocking=True))
 
@@ -234,8 +239,13 @@ def list_images(folder: Path) -> list[str]:
 
 
 def check_listed(title: str, where: Path, paths: Sequence[str], listing: str) -> None:
-    """Every image a split list names must exist."""
+    """Every image a split list names must exist, in folders this user may read."""
     missing = [p for p in paths if not os.path.isfile(p)]
+    folders = sorted({os.path.dirname(p) for p in missing} | {str(where)})
+    locked = [f for f in folders if os.path.isdir(f) and not os.access(f, os.R_OK | os.X_OK)]
+    if locked:
+        raise DataError(unreadable(title, PermissionError(errno.EACCES, "Permission denied",
+                                                          locked[0])))
     if missing:
         shown = ", ".join(missing[:3])
         raise DataError(f"{title}: {len(missing)} of the {len(paths)} images that {listing} "

@@ -141,12 +141,25 @@ class BatchPipeline:
                               f"dataset holds; choose a crop of at most {min(H, W)}")
         if padding < 0:
             raise ConfigError(f"dataset.padding must be zero or more, got {padding}")
+        if views in ("grid9", "ten") and (h, w) == (H, W):
+            # every view would be the whole image: the average of copies of one prediction
+            raise ConfigError(
+                f"dataset.views={views} takes crops at several places in the image, but the "
+                f"crop is the whole {H}x{W} image (dataset.crop={crop or 'null'}): set "
+                f"dataset.crop below {min(H, W)}, or dataset.views=center; e.g. "
+                "dataset.crop=24 on 32x32 images (RCNN)")
         if views == "grid9":
             room = min(min(c, full - c) for c, full in (
                 (round((H - h) / 2.0), H - h), (round((W - w) / 2.0), W - w)))
+            if room == 0:
+                raise ConfigError(
+                    f"dataset.views=grid9 moves its views dataset.view_stride pixels off the "
+                    f"centre each way, and a {h}x{w} crop of {H}x{W} images leaves no room: "
+                    f"choose dataset.crop at most {min(H, W) - 2}; e.g. dataset.crop=24 "
+                    "dataset.view_stride=4 on 32x32 images (RCNN)")
             if view_stride <= 0 or view_stride > room:
                 raise ConfigError(
-                    f"dataset.views=grid9 needs dataset.view_stride between 1 and {room} for "
+                    f"dataset.views=grid9 needs dataset.view_stride from 1 to {room} for "
                     f"{h}x{w} crops of {H}x{W} images (got {view_stride}); e.g. "
                     "dataset.crop=24 dataset.view_stride=4 on 32x32 images (RCNN)")
         self.size = (H, W)

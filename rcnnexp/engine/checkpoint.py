@@ -62,7 +62,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu",
     that says why not and, for a run's last.pt or best.pt, whether the other one is usable."""
     p = Path(path)
     if not p.is_file():
-        raise CheckpointError(f"checkpoint {p} does not exist (expected a .pt file written by "
+        what = "is a directory, not a file" if p.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {p} {what} (expected a .pt file written by "
                               "`rcnnexp train`, e.g. <run dir>/checkpoints/last.pt)")
     try:
         return read_checkpoint(p, map_location, needs)
@@ -76,10 +77,9 @@ def read_checkpoint(p: Path, map_location: Any, needs: Sequence[str]) -> dict[st
     verify_archive(p)
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as err:  # a pickle of something else, a tensor of an unknown type, ...
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"checkpoint {p} is corrupt or not a checkpoint: {reason[:200]}"
-                              ) from None
+    except Exception as err:  # a truncated zip, a pickle of something else, ...
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a checkpoint "
+                              f"({unloadable_reason(p, err)})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is a PyTorch file but not an rcnnexp checkpoint "
                               "(it has no 'format': 'rcnnexp-checkpoint' entry)")
@@ -107,8 +107,8 @@ def verify_archive(p: Path) -> None:
         with zipfile.ZipFile(p) as archive:
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {p} is corrupt or not a checkpoint: "
-                              f"{str(err).strip()[:200] or type(err).__name__}") from None
+        raise CheckpointError(f"checkpoint {p} is corrupt or not a checkpoint "
+                              f"({unloadable_reason(p, err)})") from None
     if bad is not None:
         raise CheckpointError(f"checkpoint {p} is corrupt: its entry {bad} fails its CRC "
                               "check (the file was damaged after it was written)")
@@ -132,6 +132,21 @@ def alternative(p: Path, needs: Sequence[str]) -> str:
                 f"checkpoint={other} evaluates it)")
     return (f"there is no other checkpoint in {p.parent}; to train the run over, move {p} "
             "away and run again with trainer.resume=auto")
+
+
+# what every file torch.save writes starts with: a zip archive, or (before PyTorch 1.6) a pickle
+TORCH_FILE_STARTS = (b"PK\x03\x04", b"\x80\x02")
+
+
+def unloadable_reason(path: Path, err: Exception) -> str:
+    """Why ``torch.load`` failed, in words: a file that does not even start as one written by
+    ``torch.save`` is named as such (the loader's own error is then a bare byte code)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head.startswith(TORCH_FILE_STARTS):
+        return f"not a file written by torch.save: it starts with {head!r}"
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{type(err).__name__}: {reason[:200]}"
 
 
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -69,8 +69,9 @@ def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
     if path.is_dir():
         path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path
     if not path.is_file():
-        raise CheckpointError(f"trainer.resume={resume}: no checkpoint there (expected a .pt "
-                              "file such as <run dir>/checkpoints/last.pt, or 'auto')")
+        there = "a directory without checkpoints/" if path.is_dir() else "no checkpoint there"
+        raise CheckpointError(f"trainer.resume={resume}: {there} (expected a .pt file such "
+                              "as <run dir>/checkpoints/last.pt, or 'auto')")
     ckpt = load_checkpoint(path, needs=TRAINING_KEYS)
     names = [s.name for s in stages]
     stage = ckpt.get("stage", "train")
@@ -107,6 +108,7 @@ def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path) ->
     raise CheckpointError(
         f"checkpoint {source} was written by a run with another config:\n  "
         + "\n  ".join(diffs[:10])
+        + (f"\n  ... and {len(diffs) - 10} more" if len(diffs) > 10 else "")
         + f"\nResume with the overrides that run started with: {overrides}")
 
 

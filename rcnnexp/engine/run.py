@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig
 
 from rcnnexp.config import Config, to_plain, validate
@@ -79,6 +80,28 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     return results
 
 
+def check_run(cfg: DictConfig, run_dir: Path) -> None:
+    """Every refusal a run can meet before its first epoch, made before anything is written.
+
+    The CLI calls this before the run directory is created or its ``.hydra/`` replaced, so a
+    refused run leaves no trace and repeating the command after fixing it just works. It
+    sets up the first stage's data once to see that it is there and fits the run (the
+    training then sets it up again: a cost of seconds, against a directory left half made).
+    """
+    typed = validate(cfg)
+    make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    stages = plan_stages(run_dir, typed.trainer.retrain)
+    point = resume_point(stages, typed.trainer.resume)
+    tune = finished_tune(stages, point)
+    stage = stages[point.stage] if tune is None else stages[point.stage].with_tune(tune)
+    if point.checkpoint is not None:
+        assert point.path is not None
+        check_same_run(point.checkpoint, to_plain(cfg), point.path)
+    data = build_data(cfg.dataset)
+    data.setup(torch.device("cpu"), 0, merge_validation=stage.merge_validation)
+    check_data_for_stage(cfg, data, stage, typed.trainer.batch_size)
+
+
 def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
                 ckpt: dict[str, Any] | None, source: Path | None) -> dict[str, Any]:
     """One stage: build everything from the seed, train (or continue from ``ckpt``), and
@@ -93,11 +116,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         apply_finetune(model, typed.finetune.checkpoint, typed.finetune.trainable)
     flops = count_flops(model, data.spec)
     data.setup(runtime.device, tc.workers, merge_validation=stage.merge_validation)
-    check_data_for_stage(cfg, data, stage)
+    check_data_for_stage(cfg, data, stage, tc.batch_size, runtime.world_size)
     iters = data.num_train_batches(tc.batch_size, runtime.world_size)
-    if iters == 0:
-        raise ConfigError(f"trainer.batch_size={tc.batch_size} is larger than the "
-                          f"{data.num_examples('train')} training images: choose a smaller one")
     optimizer = build_optimizer(cfg.optim, model.parameters())
     schedule = build_schedule(stage.schedule(cfg.schedule), optimizer, iters, tc.epochs)
 
@@ -142,8 +162,11 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         code = err.exit_code if isinstance(err, Interrupted) else 130
         where = f"{stage.name}, " if stage.label else ""
         saved = (stage.directory / "checkpoints" / "last.pt").exists()
-        log.info("interrupted (%s) in %sepoch %d; %s",
-                 type(err).__name__ if code == 130 else err, where, trainer.state.epoch + 1,
+        done = trainer.state.epoch
+        when = f"in {where}epoch {done + 1}" if done < tc.epochs else (
+            f"after the last epoch ({where}{done}), before the run's results were written")
+        log.info("interrupted (%s) %s; %s",
+                 type(err).__name__ if code == 130 else err, when,
                  resume_hint(ctx.overrides, ctx.run_dir, saved or stage.name == "retrain"))
         raise SystemExit(code) from None
     except UserError:  # a full disk, a diverged loss: keep what TensorBoard was given
@@ -165,8 +188,13 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     return results
 
 
-def check_data_for_stage(cfg: DictConfig, data: DataModule, stage: Stage) -> None:
-    """What a stage needs of the data: a validation split to tune on or to monitor."""
+def check_data_for_stage(cfg: DictConfig, data: DataModule, stage: Stage, batch_size: int,
+                         world_size: int = 1) -> None:
+    """What a stage needs of the data: a validation split to tune on or to monitor, and
+    at least one training batch."""
+    if data.num_train_batches(batch_size, world_size) == 0:
+        raise ConfigError(f"trainer.batch_size={batch_size} is larger than the "
+                          f"{data.num_examples('train')} training images: choose a smaller one")
     if stage.name == "tune" and "val" not in data.splits:
         raise ConfigError("trainer.retrain=true tunes on a validation split first, and this "
                           "dataset has none: give it one (dataset options: val_split, "
@@ -235,4 +263,4 @@ def describe(cfg: DictConfig) -> tuple[list[tuple[str, str, str, int]], dict[str
     return rows, summary
 
 
-__all__ = ["RunContext", "describe", "evaluate_checkpoint", "train"]
+__all__ = ["RunContext", "check_run", "describe", "evaluate_checkpoint", "train"]
