@@ -10,10 +10,19 @@ import torchvision.transforms as T
 import torchvision.transforms.functional as TF
 from scipy import stats as sps
 
+from rcnnexp.config.dataset import DatasetConfig
 from rcnnexp.data.transforms import BatchPipeline, Stats, compute_stats
 from rcnnexp.errors import ConfigError
 
 N_DRAWS = 5000
+PIPELINE_KEYS = ("normalize", "crop", "padding", "flip", "views", "view_stride", "scale",
+                 "train_crops")
+
+
+def pipeline(size: tuple[int, int], **changes: object) -> BatchPipeline:
+    """A pipeline with the dataset schema's defaults, ``changes`` on top (as a config gives)."""
+    defaults = {key: getattr(DatasetConfig(), key) for key in PIPELINE_KEYS}
+    return BatchPipeline(size, **{**defaults, **changes})
 
 
 def coordinate_image(size: int) -> torch.Tensor:
@@ -49,7 +58,7 @@ def torchvision_draws(size: int, crop: int, padding: int, n: int) -> torch.Tenso
 
 
 def pipeline_draws(size: int, crop: int, padding: int, n: int) -> torch.Tensor:
-    pipe = BatchPipeline((size, size), normalize="none", crop=crop, padding=padding, flip=True,
+    pipe = pipeline((size, size), normalize="none", crop=crop, padding=padding, flip=True,
                          scale=255.0)
     images = coordinate_image(size).unsqueeze(0).expand(n, 3, size, size)
     crops = pipe.train(images, torch.Generator().manual_seed(1)).round().to(torch.uint8)
@@ -81,7 +90,7 @@ def test_crops_and_flips_follow_torchvision_distribution(size: int, crop: int,
 
 
 def test_crop_pixels_equal_torchvision_for_the_same_parameters() -> None:
-    pipe = BatchPipeline((32, 32), normalize="none", crop=28, padding=4, flip=True, scale=255.0)
+    pipe = pipeline((32, 32), normalize="none", crop=28, padding=4, flip=True, scale=255.0)
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=g)
     top, left, flip = pipe.draw(64, torch.Generator().manual_seed(5))
@@ -93,7 +102,7 @@ def test_crop_pixels_equal_torchvision_for_the_same_parameters() -> None:
 
 
 def test_ten_views_are_torchvision_tencrop() -> None:
-    pipe = BatchPipeline((37, 41), normalize="none", crop=29, views="ten", scale=255.0)
+    pipe = pipeline((37, 41), normalize="none", crop=29, views="ten", scale=255.0)
     images = torch.randint(0, 256, (2, 3, 37, 41), dtype=torch.uint8)
     views = pipe.eval(images).round().to(torch.uint8)
     assert views.shape == (2, 10, 3, 29, 29)
@@ -101,12 +110,12 @@ def test_ten_views_are_torchvision_tencrop() -> None:
         ref = torch.stack(T.TenCrop(29)(images[b]))
         key = lambda v: v.flatten().tolist()  # noqa: E731 - compare as sets of views
         assert sorted(map(key, views[b])) == sorted(map(key, ref))
-    center = BatchPipeline((37, 41), normalize="none", crop=29, scale=255.0).eval(images)
+    center = pipeline((37, 41), normalize="none", crop=29, scale=255.0).eval(images)
     assert torch.equal(center[:, 0].round().to(torch.uint8), TF.center_crop(images, [29, 29]))
 
 
 def test_rcnn_nine_crops_lie_on_a_grid_four_pixels_apart() -> None:
-    pipe = BatchPipeline((32, 32), normalize="none", crop=24, views="grid9", view_stride=4)
+    pipe = pipeline((32, 32), normalize="none", crop=24, views="grid9", view_stride=4)
     assert sorted((t, left) for t, left, _ in pipe.view_offsets()) == [
         (t, left) for t in (0, 4, 8) for left in (0, 4, 8)]
     images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
@@ -114,11 +123,11 @@ def test_rcnn_nine_crops_lie_on_a_grid_four_pixels_apart() -> None:
     assert views.shape == (3, 9, 3, 24, 24)
     torch.testing.assert_close(views[:, 0] * 255, images[:, :, 0:24, 0:24].float())
     with pytest.raises(ConfigError, match="view_stride"):
-        BatchPipeline((32, 32), crop=24, views="grid9", view_stride=5)
+        pipeline((32, 32), crop=24, views="grid9", view_stride=5)
 
 
 def test_pixel_mean_is_subtracted_where_the_crop_was_taken() -> None:
-    pipe = BatchPipeline((16, 16), normalize="pixel", crop=12, flip=True)
+    pipe = pipeline((16, 16), normalize="pixel", crop=12, flip=True)
     mean = torch.rand(3, 16, 16)
     pipe.set_stats(Stats(mean, mean.mean((1, 2)), torch.ones(3), 1), torch.device("cpu"))
     images = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
@@ -142,7 +151,7 @@ def test_channel_statistics_and_normalisation() -> None:
     torch.testing.assert_close(s.channel_mean.double(), x.mean((0, 2, 3)), atol=1e-6, rtol=0)
     torch.testing.assert_close(s.channel_std.double(), x.std((0, 2, 3), correction=0),
                                atol=1e-6, rtol=0)
-    pipe = BatchPipeline((8, 8), normalize="channel")
+    pipe = pipeline((8, 8), normalize="channel")
     pipe.set_stats(s, torch.device("cpu"))
     y = pipe.eval(images)[:, 0]
     torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
@@ -150,7 +159,7 @@ def test_channel_statistics_and_normalisation() -> None:
 
 
 def test_training_batches_are_a_function_of_the_generator() -> None:
-    pipe = BatchPipeline((32, 32), normalize="none", crop=24, padding=2, flip=True)
+    pipe = pipeline((32, 32), normalize="none", crop=24, padding=2, flip=True)
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     a = pipe.train(images, torch.Generator().manual_seed(3))
     b = pipe.train(images, torch.Generator().manual_seed(3))
@@ -160,7 +169,7 @@ def test_training_batches_are_a_function_of_the_generator() -> None:
 
 def test_ten_position_training_crops() -> None:
     """train_crops=ten (C-RNN): only the 4 corners and the centre, each about 1/5 of draws."""
-    pipe = BatchPipeline((40, 40), normalize="none", crop=30, flip=True, train_crops="ten")
+    pipe = pipeline((40, 40), normalize="none", crop=30, flip=True, train_crops="ten")
     top, left, flip = pipe.draw(5000, torch.Generator().manual_seed(0))
     pairs = torch.bincount(top * 100 + left)
     cells = {int(i): int(n) for i, n in enumerate(pairs) if n}
@@ -171,6 +180,6 @@ def test_ten_position_training_crops() -> None:
 
 def test_impossible_geometry_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"dataset\.crop=40 is larger than the 32x32"):
-        BatchPipeline((32, 32), crop=40)
+        pipeline((32, 32), crop=40)
     with pytest.raises(ConfigError, match=r"dataset\.normalize"):
-        BatchPipeline((32, 32), normalize="zca")
+        pipeline((32, 32), normalize="zca")

@@ -21,10 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rcnnexp.config.checks import one_of, positive, require, seed
-
-NORMALIZE = ["none", "channel", "pixel"]
-VIEWS = ["center", "grid9", "ten"]
-TRAIN_CROPS = ["random", "ten"]
+from rcnnexp.data.choices import Normalize, TrainCrops, Views
 
 
 @dataclass
@@ -33,19 +30,16 @@ class DatasetConfig:
     # where datasets live; $RCNNEXP_DATA overrides the default ``data/`` (git-ignored)
     root: str = "${oc.env:RCNNEXP_DATA,data}"
     download: bool = True  # fetch what is missing, where the dataset allows it
-    normalize: str = "channel"  # none | channel | pixel
+    normalize: Normalize = Normalize.channel  # how pixels are normalised
     crop: int | None = None  # model input (square); null: the whole stored image
     padding: int = 0  # zero padding around the image before the random training crop
-    train_crops: str = "random"  # random: any position; ten: a corner or the centre
+    train_crops: TrainCrops = TrainCrops.random  # where training crops are taken
     flip: bool = False  # random horizontal flips (probability 1/2) in training
-    views: str = "center"  # test-time views: center | grid9 | ten
+    views: Views = Views.center  # test-time views, their softmax averaged
     view_stride: int = 4  # pixels between the grid9 views
     scale: float = 1.0  # multiplies the normalised pixels
 
     def __post_init__(self) -> None:
-        one_of("dataset.normalize", self.normalize, NORMALIZE)
-        one_of("dataset.views", self.views, VIEWS)
-        one_of("dataset.train_crops", self.train_crops, TRAIN_CROPS)
         require(self.crop is None or self.crop > 0,
                 f"dataset.crop must be positive or null, got {self.crop}")
         require(self.padding >= 0, f"dataset.padding must be zero or more, got {self.padding}")

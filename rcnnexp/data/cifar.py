@@ -28,15 +28,13 @@ class CIFAR10(TensorDataModule):
     title = "CIFAR-10"
     torchvision_class: type = torchvision.datasets.CIFAR10
 
-    def __init__(self, root: str = "data", download: bool = True, val_split: str = "none",
-                 val_fraction: float = 0.1, val_size: int = 10000, split_seed: int = 0,
-                 **transforms: Any) -> None:
+    def __init__(self, *, root: str, download: bool, val_split: str, val_fraction: float,
+                 val_size: int, split_seed: int, **transforms: Any) -> None:
         self.val_split = val_split
         self.val_fraction = val_fraction
         self.val_size = val_size
         self.split_seed = split_seed
-        transforms.setdefault("normalize", "pixel")
-        super().__init__(root, download, **transforms)
+        super().__init__(root=root, download=download, **transforms)
 
     @property
     def folder(self) -> Path:

@@ -20,16 +20,14 @@ class Digits(TensorDataModule):
     num_classes = 10
     name = "digits"
 
-    def __init__(self, root: str = "data", download: bool = True, val_fraction: float = 0.1,
-                 test_fraction: float = 0.2, split_seed: int = 0, image_size: int = 8,
-                 **transforms: Any) -> None:
+    def __init__(self, *, root: str, download: bool, val_fraction: float, test_fraction: float,
+                 split_seed: int, image_size: int, **transforms: Any) -> None:
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.split_seed = split_seed
         self.image_size = image_size
         self.stored_size = (image_size, image_size)
-        transforms.setdefault("normalize", "channel")
-        super().__init__(root, download, **transforms)
+        super().__init__(root=root, download=download, **transforms)
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         from sklearn.datasets import load_digits  # bundled with scikit-learn: no download

@@ -104,19 +104,15 @@ class FolderDataModule(DataModule):
     name: str = "images"
     title: str = "images"
 
-    def __init__(self, root: str = "data", download: bool = True, resize: int = 256,
-                 jpeg_draft: bool = True, stats_images: int | None = None,
-                 **transforms: Any) -> None:
-        """``transforms``: the keyword arguments of :class:`BatchPipeline`; by default
-        Caffe's (mean image, 227x227 crops at the ten view positions, mirrored, ten views)."""
+    def __init__(self, *, root: str, download: bool, resize: int, jpeg_draft: bool,
+                 stats_images: int | None, **transforms: Any) -> None:
+        """``transforms``: the keyword arguments of :class:`BatchPipeline`, as the dataset's
+        config gives them (conf/dataset/*.yaml: Caffe's for the image-folder datasets)."""
         self.root = root
         self.download = download
         self.resize = resize
         self.jpeg_draft = jpeg_draft
         self.stats_images = stats_images
-        for key, value in (("normalize", "pixel"), ("crop", 227), ("train_crops", "ten"),
-                           ("flip", True), ("views", "ten")):
-            transforms.setdefault(key, value)
         self.pipeline = BatchPipeline((resize, resize), **transforms)
         self.files: ImageFiles | None = None
         self.ranges: dict[str, tuple[int, int]] = {}  # split -> (first index, count)

@@ -29,10 +29,9 @@ class ImageNet(FolderDataModule):
     name = "imagenet"
     title = "ILSVRC-2012"
 
-    def __init__(self, root: str = "data", download: bool = True, num_classes: int = 1000,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, num_classes: int, **kwargs: Any) -> None:
         self.num_classes = num_classes
-        super().__init__(root, download, **kwargs)
+        super().__init__(**kwargs)
 
     @property
     def folder(self) -> Path:

@@ -27,13 +27,12 @@ class MNIST(TensorDataModule):
     name = "mnist"
     title = "MNIST"
 
-    def __init__(self, root: str = "data", download: bool = True, val_split: str = "none",
-                 val_fraction: float = 0.1, split_seed: int = 0, **transforms: Any) -> None:
+    def __init__(self, *, root: str, download: bool, val_split: str, val_fraction: float,
+                 split_seed: int, **transforms: Any) -> None:
         self.val_split = val_split
         self.val_fraction = val_fraction
         self.split_seed = split_seed
-        transforms.setdefault("normalize", "none")
-        super().__init__(root, download, **transforms)
+        super().__init__(root=root, download=download, **transforms)
 
     @property
     def folder(self) -> Path:

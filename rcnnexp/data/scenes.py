@@ -32,10 +32,9 @@ class SUN397(FolderDataModule):
     title = "SUN397"
     PARTITIONS_URL = "https://vision.princeton.edu/projects/2010/SUN/download/Partitions.zip"
 
-    def __init__(self, root: str = "data", download: bool = True, partition: int = 1,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, partition: int, **kwargs: Any) -> None:
         self.partition = partition
-        super().__init__(root, download, **kwargs)
+        super().__init__(**kwargs)
 
     @property
     def folder(self) -> Path:

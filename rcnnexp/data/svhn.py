@@ -31,17 +31,15 @@ class SVHN(TensorDataModule):
     title = "SVHN"
     torchvision_class: type = torchvision.datasets.SVHN  # what reads (and checks) the files
 
-    def __init__(self, root: str = "data", download: bool = True, val_split: str = "rcnn",
-                 extra: bool = True, val_per_class_train: int = 400,
-                 val_per_class_extra: int = 200, split_seed: int = 0,
+    def __init__(self, *, root: str, download: bool, val_split: str, extra: bool,
+                 val_per_class_train: int, val_per_class_extra: int, split_seed: int,
                  **transforms: Any) -> None:
         self.val_split = val_split
         self.extra = extra
         self.val_per_class_train = val_per_class_train
         self.val_per_class_extra = val_per_class_extra
         self.split_seed = split_seed
-        transforms.setdefault("normalize", "pixel")
-        super().__init__(root, download, **transforms)
+        super().__init__(root=root, download=download, **transforms)
 
     @property
     def folder(self) -> Path:

@@ -34,7 +34,7 @@ class TensorDataModule(DataModule):
     stored_size: tuple[int, int]
     name: str = "data"  # names the statistics cache file
 
-    def __init__(self, root: str, download: bool, **transforms: Any) -> None:
+    def __init__(self, *, root: str, download: bool, **transforms: Any) -> None:
         """``transforms``: the keyword arguments of :class:`BatchPipeline` (normalize, crop,
         padding, train_crops, flip, views, view_stride, scale)."""
         self.root = root

@@ -36,13 +36,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from rcnnexp.data.choices import Normalize, TrainCrops, Views, choice
 from rcnnexp.errors import ConfigError
 
 log = logging.getLogger("rcnnexp")
 
-NORMALIZE = ("none", "channel", "pixel")
-VIEWS = ("center", "grid9", "ten")
-TRAIN_CROPS = ("random", "ten")
 
 
 @dataclass
@@ -123,17 +121,14 @@ def cached_stats(cache_dir: Path | None, name: str, key: str,
 class BatchPipeline:
     """Normalise, crop, flip and make test views of uint8 batches, all on their device."""
 
-    def __init__(self, size: tuple[int, int], normalize: str = "channel", crop: int | None = None,
-                 padding: int = 0, flip: bool = False, views: str = "center",
-                 view_stride: int = 4, scale: float = 1.0, train_crops: str = "random") -> None:
-        if normalize not in NORMALIZE:
-            raise ConfigError(f"dataset.normalize must be one of {', '.join(NORMALIZE)}; "
-                              f"got {normalize!r}")
-        if views not in VIEWS:
-            raise ConfigError(f"dataset.views must be one of {', '.join(VIEWS)}; got {views!r}")
-        if train_crops not in TRAIN_CROPS:
-            raise ConfigError(f"dataset.train_crops must be one of {', '.join(TRAIN_CROPS)}; "
-                              f"got {train_crops!r}")
+    def __init__(self, size: tuple[int, int], *, normalize: str, crop: int | None,
+                 padding: int, flip: bool, views: str, view_stride: int, scale: float,
+                 train_crops: str) -> None:
+        """The keywords are the dataset schema's (``rcnnexp/config/dataset.py``), which holds
+        their defaults; each dataset passes them on from its config."""
+        normalize = choice(Normalize, "dataset.normalize", normalize)
+        views = choice(Views, "dataset.views", views)
+        train_crops = choice(TrainCrops, "dataset.train_crops", train_crops)
         H, W = size
         h, w = (H, W) if crop is None else (crop, crop)
         if h > H or w > W:
