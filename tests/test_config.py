@@ -142,6 +142,13 @@ def test_a_key_added_inside_a_list_of_schemas_is_refused() -> None:
         validate(compose_config(["experiment=rcnn/t4_rcnn96", "+paper.values.0.metrik=1"]))
 
 
+@pytest.mark.parametrize("dataset", ["digits", "mnist", "cifar10", "svhn", "imagenet"])
+def test_every_dataset_refuses_a_normalisation_it_does_not_have(dataset: str) -> None:
+    with pytest.raises(ConfigCompositionException, match=r"dataset.normalize=zca") as err:
+        compose_config([f"dataset={dataset}", "dataset.normalize=zca"])
+    assert "Invalid value 'zca'" in str(err.value.__cause__)
+
+
 def test_a_typo_in_a_choice_gets_the_nearest_choice() -> None:
     proc = run_cli("info", "dataset.views=gird9")  # refused while composing: one Choice each
     assert_clean_error(proc, "dataset.views=gird9", "did you mean grid9?")

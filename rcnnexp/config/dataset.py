@@ -76,7 +76,7 @@ class CIFAR10Config(DatasetConfig):
     """CIFAR-10 (python version): 50,000 + 10,000 colour 32x32 images, 10 classes."""
 
     _target_: str = "rcnnexp.data.cifar.CIFAR10"
-    normalize: str = "pixel"
+    normalize: Normalize = Normalize.pixel
     val_split: str = "none"  # none | fraction | rcnn (the last val_size training images)
     val_fraction: float = 0.1  # for val_split=fraction (class-stratified)
     val_size: int = 10000  # for val_split=rcnn
@@ -102,7 +102,7 @@ class MNISTConfig(DatasetConfig):
     """MNIST: 60,000 + 10,000 grey 28x28 digits (IDX files)."""
 
     _target_: str = "rcnnexp.data.mnist.MNIST"
-    normalize: str = "none"
+    normalize: Normalize = Normalize.none
     val_split: str = "none"  # none | fraction
     val_fraction: float = 0.1  # for val_split=fraction (class-stratified)
     split_seed: int = 0  # fixes val_split=fraction
@@ -119,7 +119,7 @@ class SVHNConfig(DatasetConfig):
     """SVHN cropped digits: train 73,257, extra 531,131, test 26,032 colour 32x32 images."""
 
     _target_: str = "rcnnexp.data.svhn.SVHN"
-    normalize: str = "pixel"
+    normalize: Normalize = Normalize.pixel
     val_split: str = "rcnn"  # rcnn | none
     extra: bool = True  # train on train + extra (false: train only)
     val_per_class_train: int = 400  # val_split=rcnn: held out per class from train
@@ -141,12 +141,12 @@ class SVHNConfig(DatasetConfig):
 class FolderDatasetConfig(DatasetConfig):
     """Image files decoded by DataLoader workers, resized (warped) to resize x resize."""
 
-    normalize: str = "pixel"
+    normalize: Normalize = Normalize.pixel
     resize: int = 256  # every image is resized to resize x resize (Caffe's warp)
     crop: int | None = 227
-    train_crops: str = "ten"
+    train_crops: TrainCrops = TrainCrops.ten
     flip: bool = True
-    views: str = "ten"
+    views: Views = Views.ten
     jpeg_draft: bool = True  # decode large JPEGs at 1/2, 1/4 or 1/8 scale (>= resize)
     stats_images: int | None = None  # training images the mean is computed on; null: all
 
