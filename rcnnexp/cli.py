@@ -222,6 +222,7 @@ class RunGuard(Callback):
         self.lock: TextIO | None = None  # held while the run lives (rcnnexp.engine.rundir)
 
     def on_run_start(self, config: DictConfig, **_: Any) -> None:
+        from rcnnexp.engine.resume import already_holds_a_run
         from rcnnexp.engine.run import check_run
         from rcnnexp.engine.rundir import lock_run_dir
 
@@ -230,9 +231,7 @@ class RunGuard(Callback):
             # an existing directory is locked first: another process may be training there
             self.lock = lock_run_dir(run_dir, create=False)
             if (run_dir / ".hydra").exists() and config.trainer.resume is None:
-                raise UserError(f"run directory {run_dir} already holds a run; continue it "
-                                "with trainer.resume=auto, or choose another directory "
-                                "(hydra.run.dir=...)")
+                raise already_holds_a_run(run_dir)
             check_run(_task_config(config), run_dir)
             if self.lock is None:
                 self.lock = lock_run_dir(run_dir)  # creates the directory

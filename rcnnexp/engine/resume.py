@@ -44,6 +44,14 @@ def holds_a_run(stage: Stage) -> bool:
             or (stage.directory / "results.json").exists())
 
 
+def already_holds_a_run(run_dir: Path) -> ConfigError:
+    """The refusal of a fresh run in a directory that holds one (the command line's check,
+    before Hydra writes, and the engine's, for a sweep's jobs, say the same)."""
+    return ConfigError(f"run directory {run_dir} already holds a run; continue it with "
+                       "trainer.resume=auto, or start a new run in another directory "
+                       "(hydra.run.dir=...)")
+
+
 def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
     """Where to (re)start, refusing to start over an earlier run.
 
@@ -53,9 +61,7 @@ def resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
     run_dir = stages[-1].directory
     if resume is None:
         if any(holds_a_run(s) for s in stages):
-            raise ConfigError(f"run directory {run_dir} already holds a run; continue it with "
-                              "trainer.resume=auto, or start a new run in another directory "
-                              "(hydra.run.dir=...)")
+            raise already_holds_a_run(run_dir)
         return ResumePoint()
     if resume == "auto":
         for i in reversed(range(len(stages))):
