@@ -263,3 +263,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every dataset's tiny files (tests/tiny_data.py), written once for the whole session;
+    tests read them and must not change them (write your own with the tiny_data writers)."""
+    from tiny_data import write_all
+
+    path = tmp_path_factory.mktemp("tiny-data")
+    write_all(path)
+    return path

@@ -16,7 +16,6 @@ from tiny_data import (
     SVHN_SIZES,
     TINY_OVERRIDES,
     WNIDS,
-    write_all,
     write_imagenet_archives,
 )
 
@@ -29,10 +28,8 @@ CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data")
-    write_all(path)
-    return path
+def root(tiny_data_root: Path) -> Path:
+    return tiny_data_root
 
 
 def load(name: str, root: Path, *overrides: str, workers: int = 0) -> DataModule:

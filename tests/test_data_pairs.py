@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO, compose_config, run_cli
-from tiny_data import TINY_OVERRIDES, write_all
+from tiny_data import TINY_OVERRIDES
 
 from rcnnexp.config import validate
 from rcnnexp.engine.build import build_data, build_model, build_optimizer
@@ -31,10 +31,8 @@ DATASETS = sorted(p.stem for p in (REPO / "conf" / "dataset").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data")
-    write_all(path)
-    return path
+def root(tiny_data_root: Path) -> Path:
+    return tiny_data_root
 
 
 def test_every_dataset_has_tiny_files() -> None:
