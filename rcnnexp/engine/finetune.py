@@ -10,7 +10,7 @@ from rcnnexp.models.base import ImageClassifier
 def apply_finetune(model: ImageClassifier, checkpoint: str, trainable: list[str] | None
                    ) -> None:
     """Load a trained model's weights but its classifier, then freeze all parts not named."""
-    state = load_checkpoint(checkpoint)["model"]
+    state = load_checkpoint(checkpoint, needs=("model",))["model"]  # weights are enough
     classifier_keys = {f"classifier.{k}" for k in model.classifier.state_dict()}
     body = {k: v for k, v in state.items() if k not in classifier_keys}
     own = {k: v for k, v in model.state_dict().items() if k in classifier_keys}
