@@ -25,7 +25,7 @@ train: $(STAMP)
 
 ## the test suite that CI runs (under 10 minutes on 2 cores)
 test: $(STAMP)
-	$(PYTEST) -q -m "not slow and not gpu"
+	$(PYTEST) -q -m "not slow and not gpu" -n auto --dist loadfile
 
 ## longer tests: the full default run, real MNIST (../shared/data), benchmarks
 test-slow: $(STAMP)
