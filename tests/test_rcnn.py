@@ -34,7 +34,7 @@ def test_rcnn_output_shape(size: tuple[int, int], channels: int) -> None:
 
 
 def test_feedforward_convolution_runs_once_per_forward() -> None:
-    layer = RCL(8, steps=3, lrn=True, recursive=False)
+    layer = RCL(8, steps=3, lrn=True, lrn_alpha=1e-3, recursive=False)
     calls = {"feedforward": 0, "recurrent": 0}
     layer.feedforward.register_forward_hook(lambda *_: calls.__setitem__(
         "feedforward", calls["feedforward"] + 1))
@@ -47,7 +47,7 @@ def test_feedforward_convolution_runs_once_per_forward() -> None:
 def test_rcl_matches_the_papers_equations() -> None:
     """x(0) = LRN(ReLU(w_f*u + b)); x(t) = LRN(ReLU(w_f*u + w_r*x(t-1) + b))."""
     torch.manual_seed(0)
-    layer = RCL(16, steps=2, lrn=True, recursive=False)
+    layer = RCL(16, steps=2, lrn=True, lrn_alpha=1e-3, recursive=False)
     u = torch.randn(2, 16, 5, 5)
     f = torch.nn.functional
     lrn = torch.nn.LocalResponseNorm(16 // 8 + 1, alpha=1e-3, beta=0.75, k=1.0)
@@ -60,7 +60,7 @@ def test_rcl_matches_the_papers_equations() -> None:
 
 def test_recursive_rcl_drops_the_feedforward_input_after_step_zero() -> None:
     torch.manual_seed(0)
-    layer = RCL(8, steps=2, lrn=False, recursive=True)
+    layer = RCL(8, steps=2, lrn=False, lrn_alpha=1e-3, recursive=True)
     u = torch.randn(1, 8, 4, 4)
     f = torch.nn.functional
     b = layer.feedforward.bias.view(1, -1, 1, 1)
@@ -91,3 +91,13 @@ def test_lrn_can_be_switched_off() -> None:
 def test_unknown_variant_is_refused() -> None:
     with pytest.raises(ValueError, match=r"^variant .*'resnet'"):
         make_model("rcnn", 3, 10, (32, 32), variant="resnet")
+
+
+def test_every_lrn_of_rcnn_takes_the_alpha_the_config_gives() -> None:
+    """model.lrn_alpha: the paper's 0.001 by default, for Caffe's pixel units; another for
+    other units (docs/models.md, Pixel units)."""
+    default = make_model("rcnn", 1, 10, (28, 28), K=16, conv1_lrn=True)
+    scaled = make_model("rcnn", 1, 10, (28, 28), K=16, conv1_lrn=True, lrn_alpha=65.0)
+    for model, alpha in ((default, 1e-3), (scaled, 65.0)):
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.LocalResponseNorm)]
+        assert len(norms) == 5 and {m.alpha for m in norms} == {alpha}  # conv1 + 4 RCLs

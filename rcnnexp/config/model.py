@@ -32,10 +32,14 @@ class RCNNConfig:
     dropout: float = 0.5  # the paper tuned it and does not say to what
     lrn: bool = True  # LRN after every RCL step (the paper's default)
     conv1_lrn: bool = False  # LRN after conv1: the paper does not say
+    # the paper's 0.001 normalises in Caffe's units (pixels 0..255); in [0, 1] units the
+    # same divisor needs about 255^2 times it (docs/models.md, Pixel units)
+    lrn_alpha: float = 1.0e-3  # the LRN's alpha (the paper's: 0.001)
     variant: RCNNVariant = RCNNVariant.rcnn
 
     def __post_init__(self) -> None:
         positive("model.K", self.K)
+        positive("model.lrn_alpha", self.lrn_alpha)
         non_negative("model.T", self.T)
         require(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
 

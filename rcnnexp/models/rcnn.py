@@ -37,7 +37,7 @@ class RCNN(ImageClassifier):
     ``image_size`` is accepted and unused: the global max pool takes any size."""
 
     def __init__(self, *, in_channels: int, num_classes: int, image_size: Sequence[int],
-                 K: int, T: int, dropout: float, lrn: bool, conv1_lrn: bool,
+                 K: int, T: int, dropout: float, lrn: bool, conv1_lrn: bool, lrn_alpha: float,
                  variant: RCNNVariant | str) -> None:
         super().__init__()
         self.variant = RCNNVariant.of("variant", variant)
@@ -46,13 +46,13 @@ class RCNN(ImageClassifier):
         recursive = self.variant is RCNNVariant.rcnn_recursive
 
         def rcl() -> RCL:
-            return RCL(K, steps=steps, lrn=lrn, recursive=recursive)
+            return RCL(K, steps=steps, lrn=lrn, lrn_alpha=lrn_alpha, recursive=recursive)
 
         self.features = nn.Sequential()
         self.features.add_module("conv1", nn.Conv2d(in_channels, K, 5, padding=2))
         self.features.add_module("relu1", nn.ReLU(inplace=True))
         if conv1_lrn:
-            self.features.add_module("norm1", rcnn_lrn(K))
+            self.features.add_module("norm1", rcnn_lrn(K, lrn_alpha))
         self.features.add_module("pool1", nn.MaxPool2d(3, stride=2, padding=1))
         self.features.add_module("rcl1", rcl())
         self.features.add_module("drop1", nn.Dropout(dropout))

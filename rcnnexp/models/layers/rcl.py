@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def rcnn_lrn(channels: int) -> nn.LocalResponseNorm:
-    """LRN over N = K/8 + 1 neighbouring maps, alpha = 0.001, beta = 0.75 (the paper's)."""
-    return nn.LocalResponseNorm(channels // 8 + 1, alpha=1e-3, beta=0.75, k=1.0)
+def rcnn_lrn(channels: int, alpha: float) -> nn.LocalResponseNorm:
+    """LRN over N = K/8 + 1 neighbouring maps with beta = 0.75 (the paper's); the paper's
+    alpha is 0.001 (``model.lrn_alpha``)."""
+    return nn.LocalResponseNorm(channels // 8 + 1, alpha=alpha, beta=0.75, k=1.0)
 
 
 class RCL(nn.Module):
@@ -31,14 +32,15 @@ class RCL(nn.Module):
 
     summary_block = True  # `rcnnexp info` lists an RCL as one layer
 
-    def __init__(self, channels: int, *, steps: int, lrn: bool, recursive: bool) -> None:
+    def __init__(self, channels: int, *, steps: int, lrn: bool, lrn_alpha: float,
+                 recursive: bool) -> None:
         super().__init__()
         self.steps = steps
         self.recursive = recursive
         self.feedforward = nn.Conv2d(channels, channels, 3, padding=1, bias=True)  # w_f, b
         self.recurrent = (nn.Conv2d(channels, channels, 3, padding=1, bias=False)  # w_r
                           if steps > 0 else None)
-        self.norm = rcnn_lrn(channels) if lrn else nn.Identity()
+        self.norm = rcnn_lrn(channels, lrn_alpha) if lrn else nn.Identity()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
