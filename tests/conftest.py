@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -240,14 +241,25 @@ TINY_ALEXNET = ("model.channels=[8,8,8,8,8]", "model.fc=16")
 TINY_CRNN = (*TINY_ALEXNET, "model.hidden=8")
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread inside, the previous number after. Runs compared bit for bit must
+    use the same number of threads, and a module-scoped fixture is set up before the
+    function-scoped one_thread below: it takes this itself."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
     """In-process tests use one torch thread: their ops are tiny, and on a shared CPU a
     second spinning thread only waits (the CLI subprocesses get the same through cli_env)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture

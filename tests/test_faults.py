@@ -21,6 +21,7 @@ from conftest import (
     assert_same_run,
     compose_config,
     flip_a_byte,
+    one_torch_thread,
     run_cli,
     train_run,
 )
@@ -144,7 +145,8 @@ def test_a_checkpoint_with_only_its_format_is_refused_by_eval(tmp_path: Path) ->
 def whole_in_process(tmp_path_factory: pytest.TempPathFactory,
                      deterministic_flag_restored: None) -> Path:
     run_dir = tmp_path_factory.mktemp("whole") / "run"
-    train_in_process(run_dir, "trainer.epochs=2")
+    with one_torch_thread():  # as the test's own runs (one_thread): bit for bit
+        train_in_process(run_dir, "trainer.epochs=2")
     return run_dir
 
 
