@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
 from rcnnexp.report.aggregate import RowResult, Sweep
 from rcnnexp.report.runs import Run
@@ -107,11 +107,21 @@ def curves_figure(runs: Sequence[Run], labels: Sequence[str], title: str, path: 
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("error (%): validation, or test (dashed)")
-    # log scale, but linear below the smallest error drawn, so that an epoch at 0 %
-    # error (every validation image right) stays on the chart
-    drawn = [y for line in ax.get_lines() for y in line.get_ydata() if y > 0]
-    ax.set_yscale("symlog", linthresh=min(drawn, default=1.0), linscale=0.3)
-    ax.set_ylim(bottom=0)
+    errors = [y for line in ax.get_lines() for y in line.get_ydata()]
+    # labels at 1, 2 and 5 of every decade: a run's errors often span less than one
+    ticks = [m * 10.0**e for e in range(-3, 3) for m in (1, 2, 5)]
+    if any(y <= 0 for y in errors):
+        # log scale, but linear below the smallest error drawn, so that an epoch at 0 %
+        # error (every validation image right) stays on the chart
+        linthresh = min((y for y in errors if y > 0), default=1.0)
+        ax.set_yscale("symlog", linthresh=linthresh, linscale=0.3)
+        ax.set_ylim(bottom=0)
+        ticks = [0.0, *(t for t in ticks if t >= linthresh)]
+    else:
+        ax.set_yscale("log")
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.grid(alpha=0.3, which="both")
     if len(runs) <= 16:
         ax.legend(fontsize=7)
