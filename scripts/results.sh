@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The runs behind results/ and docs/results.md, exactly as they were made (on the project's
+# 2-core CPU machine; docs/results.md says when and how long each took). Each command
+# refuses to write into a directory that already holds a run: move results/ aside first.
+#
+#   bash scripts/results.sh [RUN ...]    RUN: digits, mnist, report (default: all three)
+#
+# MNIST is read from ../shared/data (the real files, never copied into the repo); point
+# MNIST_ROOT elsewhere if yours live elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RCNNEXP=${RCNNEXP:-.venv/bin/rcnnexp}
+MNIST_ROOT=${MNIST_ROOT:-../shared/data}
+
+digits() {  # the default run (`make train`) on five seeds
+    "$RCNNEXP" train -m trainer.seed=0,1,2,3,4 trainer.progress=false \
+        hydra.sweep.dir=results/digits-default
+}
+
+mnist() {  # RCNN Table 4, RCNN-32, shortened to fit a CPU: stage 1 only (no retraining on
+           # all 60,000 images), at most 20 epochs, the rate cut after 2 epochs without a
+           # better validation top-1 instead of 10. One process, one thread, one core.
+    OMP_NUM_THREADS=1 "$RCNNEXP" train experiment=rcnn/t4_rcnn32 \
+        dataset.root="$MNIST_ROOT" dataset.download=false \
+        trainer.retrain=false trainer.epochs=20 schedule.patience=2 trainer.progress=false \
+        hydra.run.dir=results/rcnn-t4-rcnn32-seed0
+}
+
+report() {
+    "$RCNNEXP" report results out=docs/results.md
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(digits mnist report)
+for step in "${steps[@]}"; do
+    case "$step" in
+        digits|mnist|report) "$step" ;;
+        *) echo "error: unknown run '$step'; the runs are digits, mnist, report" >&2; exit 2 ;;
+    esac
+done
