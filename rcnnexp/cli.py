@@ -225,6 +225,7 @@ class RunGuard(Callback):
         from rcnnexp.engine.resume import already_holds_a_run
         from rcnnexp.engine.run import check_run
         from rcnnexp.engine.rundir import lock_run_dir
+        from rcnnexp.engine.storage import check_room_to_start
 
         run_dir = Path(str(config.hydra.run.dir))
         try:
@@ -233,6 +234,7 @@ class RunGuard(Callback):
             if (run_dir / ".hydra").exists() and config.trainer.resume is None:
                 raise already_holds_a_run(run_dir)
             check_run(_task_config(config), run_dir)
+            check_room_to_start(run_dir)
             if self.lock is None:
                 self.lock = lock_run_dir(run_dir)  # creates the directory
         except UserError as err:

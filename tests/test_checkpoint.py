@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import BinaryIO
 
@@ -186,6 +187,23 @@ def test_a_full_disk_under_tensorboard_is_a_storage_error(tmp_path: Path,
     with pytest.raises(StorageError, match=re.escape(f"to write {tmp_path / 'tb'} ")):
         logger.scalar("train/lr", 0.1, 1)
     logger.close()
+
+
+def test_a_run_on_a_full_disk_is_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra would write .hydra/config.yaml half and fail with a traceback: the command
+    line's guard checks the room first (rcnnexp/cli.py, RunGuard)."""
+    run_dir = tmp_path / "outputs" / "run"
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(storage.shutil, "disk_usage",
+                        lambda _: usage._replace(free=storage.ROOM_TO_START - 1))
+    with pytest.raises(StorageError) as err:
+        storage.check_room_to_start(run_dir)
+    assert f"to write {run_dir / '.hydra' / 'config.yaml'} (it needs about 1.0 MB" in str(err.value)
+    assert not (tmp_path / "outputs").exists()
+    monkeypatch.setattr(storage.shutil, "disk_usage", lambda _: usage._replace(
+        free=storage.ROOM_TO_START))
+    storage.check_room_to_start(run_dir)  # room enough: nothing said
 
 
 def test_results_json_is_strict_json_with_null_for_non_finite_numbers(tmp_path: Path) -> None:

@@ -83,6 +83,22 @@ def no_space_error(path: Path, size: int | None) -> StorageError:
         "trainer.resume=auto to continue (the checkpoints written before are intact)")
 
 
+# what a run writes before its first checkpoint: Hydra's .hydra/*.yaml, train.log and the
+# first TensorBoard events (tens of KB); less free space than this and it would fail there
+ROOM_TO_START = 1 << 20
+
+
+def check_room_to_start(run_dir: Path) -> None:
+    """Refuse to start (or resume) a run on a disk without room for its first files: Hydra
+    would write ``.hydra/config.yaml`` half and fail with a traceback, before any check of
+    ours could say what is wrong."""
+    directory = run_dir
+    while not directory.exists() and directory != directory.parent:
+        directory = directory.parent
+    if shutil.disk_usage(directory).free < ROOM_TO_START:
+        raise no_space_error(run_dir / ".hydra" / "config.yaml", ROOM_TO_START)
+
+
 def mount_point(path: Path) -> Path:
     """The mount point of the file system that holds ``path`` (an existing path)."""
     path = path.resolve()
@@ -103,4 +119,5 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
-__all__ = ["NO_SPACE", "atomic_write", "human_bytes", "mount_point", "no_space_error"]
+__all__ = ["NO_SPACE", "ROOM_TO_START", "atomic_write", "check_room_to_start", "human_bytes",
+           "mount_point", "no_space_error"]
