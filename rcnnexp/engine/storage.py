@@ -95,7 +95,10 @@ def check_room_to_start(run_dir: Path) -> None:
     directory = run_dir
     while not directory.exists() and directory != directory.parent:
         directory = directory.parent
-    if shutil.disk_usage(directory).free < ROOM_TO_START:
+    usage = shutil.disk_usage(directory)
+    # a file system of no size (/proc, /sys) is no disk: making the directory there fails,
+    # and that check says so
+    if usage.total and usage.free < ROOM_TO_START:
         raise no_space_error(run_dir / ".hydra" / "config.yaml", ROOM_TO_START)
 
 
