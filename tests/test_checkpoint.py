@@ -3,6 +3,7 @@ files and full disks."""
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import math
@@ -14,7 +15,7 @@ from typing import BinaryIO
 
 import pytest
 import torch
-from conftest import flip_a_byte
+from conftest import compose_config, flip_a_byte
 
 from rcnnexp.engine import storage
 from rcnnexp.engine.checkpoint import (
@@ -217,3 +218,19 @@ def test_results_json_is_strict_json_with_null_for_non_finite_numbers(tmp_path: 
     text = (tmp_path / "results.json").read_text()
     assert json.loads(text, parse_constant=refuse) == {"train_loss": None, "best": [1.0, None],
                                                        "n": 3}
+
+
+def test_a_checkpoint_from_before_a_key_existed_resumes_as_that_keys_default(
+        tmp_path: Path) -> None:
+    """A key added to a schema since a run was written (model.lrn_alpha, say) is not a change
+    of config when the resumed run keeps its default; another value still is."""
+    from rcnnexp.config import to_plain
+    from rcnnexp.engine.resume import check_same_run
+
+    plain = to_plain(compose_config([]))
+    older = copy.deepcopy(plain)
+    del older["model"]["lrn_alpha"], older["trainer"]["retrain"]
+    check_same_run({"config": older}, plain, tmp_path / "last.pt")
+    changed = to_plain(compose_config(["model.lrn_alpha=0.01"]))
+    with pytest.raises(CheckpointError, match=r"model\.lrn_alpha: 0\.001 -> 0\.01"):
+        check_same_run({"config": older}, changed, tmp_path / "last.pt")

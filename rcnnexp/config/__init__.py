@@ -8,6 +8,8 @@ schema's ``__post_init__`` and run in :func:`validate`.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -80,6 +82,28 @@ def to_plain(cfg: DictConfig) -> dict[str, Any]:
     return plain
 
 
+def with_new_keys(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored config (a checkpoint's) with every key its group's schema has gained since
+    filled in with that key's default: a run written before a key existed ran as the key's
+    default does, so resuming it is not a change of config."""
+    out = copy.deepcopy(dict(stored))
+    for group, options in {**SCHEMAS, "trainer": {"default": TrainerConfig},
+                           "finetune": {"default": FinetuneConfig}}.items():
+        node = out.get(group)
+        if not isinstance(node, dict):
+            continue
+        target = node.get("_target_")
+        schema = next((c for c in options.values()
+                       if getattr(c, "_target_", None) == target), None)
+        if schema is None:
+            continue
+        defaults = OmegaConf.to_container(OmegaConf.structured(schema), enum_to_str=True)
+        assert isinstance(defaults, dict)
+        for key, value in defaults.items():
+            node.setdefault(key, value)
+    return out
+
+
 __all__ = [
     "SCHEMAS",
     "Config",
@@ -91,4 +115,5 @@ __all__ = [
     "register_configs",
     "to_plain",
     "validate",
+    "with_new_keys",
 ]

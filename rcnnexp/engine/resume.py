@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rcnnexp.config import with_new_keys
 from rcnnexp.engine.checkpoint import TRAINING_KEYS, config_differences, load_checkpoint
 from rcnnexp.engine.stages import Stage
 from rcnnexp.errors import CheckpointError, ConfigError
@@ -106,7 +107,7 @@ def finished_tune(stages: list[Stage], point: ResumePoint) -> dict[str, Any] | N
 
 def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path) -> None:
     """A resumed run must be configured as the run that wrote the checkpoint."""
-    diffs = [d for d in config_differences(ckpt.get("config", {}), plain)
+    diffs = [d for d in config_differences(with_new_keys(ckpt.get("config", {})), plain)
              if not d.startswith(RESUMABLE_CHANGES)]
     if not diffs:
         return
