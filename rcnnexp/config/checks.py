@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from rcnnexp.config.explain import did_you_mean
 from rcnnexp.errors import ConfigError
 
 
@@ -37,9 +37,8 @@ def one_of(key: str, value: Any, choices: Iterable[Any]) -> None:
     if value in choices:
         return
     names = [str(c) for c in choices]
-    close = difflib.get_close_matches(str(value), names, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    raise ConfigError(f"{key} must be one of {', '.join(names)}; got {value!r}{hint}")
+    raise ConfigError(f"{key} must be one of {', '.join(names)}; got {value!r}"
+                      f"{did_you_mean(str(value), names)}")
 
 
 def model_check(check: Callable[..., object], *args: object) -> None:

@@ -28,10 +28,16 @@ from omegaconf.errors import (
 from rcnnexp.errors import ConfigError
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The one of ``choices`` closest to ``word``, or None when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean X?)`` for the closest of ``choices``, or nothing when none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
+    close = closest(word, choices)
+    return f" (did you mean {close}?)" if close else ""
 
 
 def explain(err: Exception) -> str:
@@ -88,11 +94,8 @@ def _enum_choices(schema: Any, field_name: str) -> list[str]:
 
 def unknown_key_message(key: str, parent: str, known: list[str]) -> str:
     where = f"of {parent}" if parent else "at the top level of the config"
-    name = key.rpartition(".")[2]
-    suggestion = did_you_mean(name, known)
-    if suggestion:
-        close = suggestion.removeprefix(" (did you mean ").removesuffix("?)")
-        suggestion = f" (did you mean {parent + '.' if parent else ''}{close}?)"
+    close = closest(key.rpartition(".")[2], known)
+    suggestion = f" (did you mean {parent + '.' if parent else ''}{close}?)" if close else ""
     return (f"{key} is not a key {where}{suggestion}; the keys are {', '.join(known)} "
             "(rcnnexp train --help lists them)")
 

@@ -271,4 +271,3 @@ class Trainer:
         parts.append(f"{row['images_per_s']:.0f} img/s")
         parts.append(f"{row['epoch_time_s']:.1f}s")
         return " | ".join(parts)
-
