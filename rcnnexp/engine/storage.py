@@ -72,9 +72,7 @@ def no_space_error(path: Path, size: int | None) -> StorageError:
     """The one line a full disk gets: which disk, how much it has, how much was needed
     (``size``, when the writer knows it). ``path`` is the file, or the directory of files
     (TensorBoard's), being written."""
-    directory = path if path.is_dir() else path.parent
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
+    directory = existing_folder(path if path.is_dir() else path.parent)
     free = shutil.disk_usage(directory).free
     return StorageError(
         f"no space left on the disk mounted at {mount_point(directory)} to write {path} ("
@@ -92,14 +90,18 @@ def check_room_to_start(run_dir: Path) -> None:
     """Refuse to start (or resume) a run on a disk without room for its first files: Hydra
     would write ``.hydra/config.yaml`` half and fail with a traceback, before any check of
     ours could say what is wrong."""
-    directory = run_dir
-    while not directory.exists() and directory != directory.parent:
-        directory = directory.parent
-    usage = shutil.disk_usage(directory)
+    usage = shutil.disk_usage(existing_folder(run_dir))
     # a file system of no size (/proc, /sys) is no disk: making the directory there fails,
     # and that check says so
     if usage.total and usage.free < ROOM_TO_START:
         raise no_space_error(run_dir / ".hydra" / "config.yaml", ROOM_TO_START)
+
+
+def existing_folder(path: Path) -> Path:
+    """``path`` or the nearest of its parents that exists: where a write there would land."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def mount_point(path: Path) -> Path:
