@@ -170,3 +170,12 @@ def test_report_refuses_what_it_cannot_do_and_overwrites_nothing(report: Path,
     assert_clean_error(run_cli("report", str(tmp_path / "empty"), f"out={tmp_path / 'r'}"),
                        "no finished run")
     assert not (tmp_path / "r").exists()
+
+
+def test_resuming_a_run_is_no_change_from_its_preset() -> None:
+    from rcnnexp.report.runs import Run
+
+    run = Run(Path("r"), {"overrides": ["experiment=rcnn/t4_rcnn32", "trainer.seed=1",
+                                        "trainer.resume=auto", "hydra.run.dir=r",
+                                        "trainer.epochs=3"]}, [], [], None)
+    assert run.changes() == ["trainer.epochs=3"]

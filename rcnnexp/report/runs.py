@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rcnnexp.engine.hparams import BOOKKEEPING
 from rcnnexp.errors import UserError
 
-# command-line keys that do not change a run's protocol or result
-DESCRIPTIVE = frozenset({"experiment", "table", "trainer.seed", "trainer.progress",
-                         "trainer.device", "trainer.workers", "trainer.eval_batch_size",
-                         "trainer.log_every", "dataset.root", "dataset.download", "name"})
+# command-line keys that do not change a run's protocol or result: the run's bookkeeping
+# (where and how it runs and is stored, resuming included), what names it, and the seed,
+# which the report shows in a column of its own
+DESCRIPTIVE = frozenset({*BOOKKEEPING, "experiment", "table", "name", "trainer.seed",
+                         "trainer.device", "trainer.eval_batch_size"})
 
 
 @dataclass
