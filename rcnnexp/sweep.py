@@ -5,11 +5,18 @@ the sweep with one traceback and no word about the other jobs. So a sweep job ne
 :func:`failed_job` turns its error (a user error or a crash) into a record that the job
 returns, and :class:`SweepReport` lists those records after the last job, writes the
 sweep's HPARAMS table (:mod:`rcnnexp.engine.hparams`) and exits non-zero if any job failed.
+
+A job's end is seen where the job runs: in the sweep's own process with Hydra's basic
+launcher, in a process of its own (on another machine, for SLURM) with the submitit
+launcher. So each job leaves its record in the sweep's folder (:data:`RECORDS`), and the
+summary, in the sweep's process, is made from those files.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -22,6 +29,7 @@ from rcnnexp.errors import UserError
 
 log = logging.getLogger("rcnnexp")
 FAILED = "failed"  # the key of a failed job's return value: its one-line message
+RECORDS = ".jobs"  # <sweep dir>/.jobs/<job number>.json: each job's record, for the summary
 
 
 def failed_job(err: Exception, run_dir: Path) -> dict[str, str]:
@@ -47,48 +55,57 @@ class SweepReport(Callback):
     """Hydra callback: after a sweep's last job, list the jobs that failed and why, write the
     sweep's HPARAMS table, print how to open it, and exit 1 if any job failed.
 
-    It only acts on sweeps (``on_multirun_start``); a single run has no job number and
-    nothing to summarize.
+    It only acts on sweeps; a single run has no job number and nothing to summarize. Its
+    job hook runs wherever the launcher runs the job, and writes the job's record there
+    (:data:`RECORDS`); the sweep's start and end run in the sweep's process.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.sweeping = False
-        self.failed: list[tuple[int, str, str]] = []
-        self.jobs: list[dict[str, Any]] = []  # each job's hyper-parameters, in job order
-
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
-        self.sweeping = True
+        """A sweep run again in its folder (hydra.sweep.dir=...) runs every job again: the
+        earlier run's records go, so that the summary is this run's."""
+        shutil.rmtree(Path(str(config.hydra.sweep.dir)) / RECORDS, ignore_errors=True)
 
     def on_job_end(self, config: DictConfig, job_return: Any, **_: Any) -> None:
         from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
 
-        if not self.sweeping:
+        if config.hydra.mode != RunMode.MULTIRUN:
             return
         from rcnnexp.config import to_plain
         from rcnnexp.engine.hparams import hparams_of
 
         # a sweep job returns its failure (failed_job) rather than raising it
         value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
-        if isinstance(value, dict) and FAILED in value:
-            self.failed.append((config.hydra.job.num, " ".join(job_return.overrides or []),
-                                value[FAILED]))
-        choices = dict(job_return.hydra_cfg.hydra.runtime.choices)
-        self.jobs.append(hparams_of(to_plain(job_return.cfg), choices))
+        record = {
+            "num": int(config.hydra.job.num),
+            "overrides": " ".join(job_return.overrides or []),
+            "failed": value[FAILED] if isinstance(value, dict) and FAILED in value else None,
+            "hparams": hparams_of(to_plain(job_return.cfg),
+                                  dict(job_return.hydra_cfg.hydra.runtime.choices)),
+        }
+        folder = Path(str(config.hydra.sweep.dir)) / RECORDS
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{record['num']}.json"
+        partial = path.with_suffix(".json.partial")  # whole or absent, as the summary reads it
+        partial.write_text(json.dumps(record))
+        partial.replace(path)
 
     def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
         from rcnnexp.engine.hparams import write_sweep_hparams
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        if self.jobs:
-            write_sweep_hparams(sweep_dir, self.jobs)
+        records = sorted((json.loads(p.read_text()) for p in (sweep_dir / RECORDS).glob("*.json")),
+                         key=lambda r: r["num"])
+        if records:
+            write_sweep_hparams(sweep_dir, [r["hparams"] for r in records])
+        failed = [r for r in records if r["failed"] is not None]
         # printed, not logged: the jobs' logging is gone, and Hydra's own would prefix it
         tensorboard = f"TensorBoard:   tensorboard --logdir {sweep_dir}"
-        if not self.failed:
-            print(f"sweep done: {len(self.jobs)} jobs, all finished ({sweep_dir})\n{tensorboard}")
+        if not failed:
+            print(f"sweep done: {len(records)} jobs, all finished ({sweep_dir})\n{tensorboard}")
             return
-        lines = [f"  #{num} ({overrides}): {message}" for num, overrides, message in self.failed]
+        lines = [f"  #{r['num']} ({r['overrides']}): {r['failed']}" for r in failed]
         print(tensorboard)
-        print(f"sweep done: {len(self.failed)} of {len(self.jobs)} jobs failed:\n"
+        print(f"sweep done: {len(failed)} of {len(records)} jobs failed:\n"
               + "\n".join(lines), file=sys.stderr)
         sys.exit(1)

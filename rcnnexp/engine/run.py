@@ -26,6 +26,7 @@ from rcnnexp.engine.build import (
     count_params,
 )
 from rcnnexp.engine.checkpoint import load_checkpoint, load_model_state
+from rcnnexp.engine.cluster import use_slurm_environment
 from rcnnexp.engine.evaluate import evaluate
 from rcnnexp.engine.finetune import apply_finetune
 from rcnnexp.engine.hparams import hparams_of
@@ -65,6 +66,7 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     A run has one stage, or two with ``trainer.retrain`` (:mod:`rcnnexp.engine.stages`);
     it (re)starts at the stage and checkpoint :func:`resume_point` finds.
     """
+    use_slurm_environment()  # a SLURM task's rank, before any runtime is made
     typed = validate(cfg)
     stages = plan_stages(ctx.run_dir, typed.trainer.retrain)
     point = resume_point(stages, typed.trainer.resume)
