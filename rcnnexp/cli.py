@@ -126,11 +126,14 @@ def train_command(args: list[str]) -> None:
     check_experiment_names(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     check_table_is_swept(args, multirun)
+    check_cluster_is_swept(args, multirun)
     if "--dry-run" in args or (multirun and _cfg_job(args)):
         list_jobs([a for a in args if a not in (*MULTIRUN_FLAGS, "--dry-run")], multirun)
         return
     if not any(a in HYDRA_OWN_FLAGS for a in args):
         check_composes(args, multirun)
+        if multirun:
+            check_slurm_is_here(args)
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
@@ -304,6 +307,34 @@ def check_table_is_swept(overrides: Sequence[str], multirun: bool) -> None:
     if table is not None and not multirun:
         _fail(f"{table} runs every row of a table as a sweep: add -m (rcnnexp train -m "
               f"{table} [trainer.seed=0,1,2]); for one row use experiment=<paper>/<row>")
+
+
+def check_cluster_is_swept(overrides: Sequence[str], multirun: bool) -> None:
+    """``cluster=NAME`` chooses where a sweep's jobs run (Hydra's launcher, which only
+    launches sweeps): without ``-m`` the run would train here."""
+    cluster = next((o for o in overrides if _override_key(o) == "cluster"
+                    and o.partition("=")[2] not in ("", "null")), None)
+    if cluster is not None and not multirun:
+        _fail(f"{cluster} submits a sweep's jobs to the cluster: add -m (rcnnexp train -m "
+              f"{cluster} ...; one job is a sweep of one)")
+
+
+SLURM_LAUNCHER = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+
+
+def check_slurm_is_here(args: list[str]) -> None:
+    """A sweep for SLURM is submitted with ``sbatch`` (and submitit insists on ``srun``):
+    where they are missing, say so in one line before anything is written, instead of
+    submitit's traceback from inside Hydra."""
+    first_job = sweep_jobs(command_overrides(args), multirun=True)[0]
+    hydra_node = compose(first_job, hydra_node=True).hydra
+    missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+    if hydra_node.launcher.get("_target_") == SLURM_LAUNCHER and missing:
+        _fail(f"hydra/launcher={hydra_node.runtime.choices['hydra/launcher']} submits the "
+              f"jobs to SLURM, and "
+              f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not on PATH "
+              "here: run it on the cluster's login node (docs/cluster.md), or run the jobs "
+              "on this machine with hydra/launcher=submitit_local")
 
 
 def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:

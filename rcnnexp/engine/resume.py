@@ -2,17 +2,19 @@
 
 A run is resumed from its last checkpoint (``trainer.resume=auto``) or from a given one
 (``trainer.resume=PATH``); a run directory that holds a run is never trained into afresh.
-Signals that end training (Ctrl-C, SIGTERM from a scheduler) stop it at the next step, with
-a checkpoint of that step (:func:`deferred_interrupts`), after which the CLI prints the
-command that continues the run.
+Signals that end training (Ctrl-C, SIGTERM from a scheduler, the signal submitit's SLURM
+jobs get before their time limit) stop it at the next step, with a checkpoint of that step
+(:func:`deferred_interrupts`), after which the CLI prints the command that continues the
+run, and a job that submitit watches is requeued to continue it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,11 +138,32 @@ class Interrupted(BaseException):
         self.exit_code = 128 + signum
 
 
+def preemption_signal() -> signal.Signals:
+    """The signal submitit gives a SLURM job before its time limit (``#SBATCH
+    --signal=USR2@N``) or at preemption, named as submitit reads it: SUBMITIT_PREEMPT_SIGNAL,
+    USR2 by default."""
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    return getattr(signal, f"SIG{name}", signal.SIGUSR2)
+
+
+Handler = Callable[[int, object], object]
+
+
 @dataclass
 class StopRequest:
     """The signal that asked training to stop, once one has (None until then)."""
 
     signum: int | None = None
+    # the preemption signal's handler before training (submitit's, which requeues the job),
+    # given the signal once the stop's checkpoint is written (pass_on)
+    requeue: Handler | None = None
+
+    def pass_on(self) -> None:
+        """After the checkpoint of a stop by the preemption signal: the handler that signal
+        had before training, if any (submitit's saves the job's submission, requeues it with
+        SLURM and exits; on ranks other than 0 it does nothing)."""
+        if self.signum == preemption_signal() and self.requeue is not None:
+            self.requeue(self.signum, None)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -148,11 +171,14 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @contextmanager
 def deferred_interrupts() -> Iterator[StopRequest]:
-    """While training, a first SIGTERM (schedulers, `kill`) or Ctrl-C only asks to stop.
+    """While training, a first SIGTERM (schedulers, `kill`), Ctrl-C or preemption signal
+    (:func:`preemption_signal`) only asks to stop.
 
     The trainer stops at the next step boundary, where its state is whole and can be saved
     (an interrupt raised inside an optimizer step could not be); a second signal stops at
-    once, raising :class:`Interrupted` wherever the run is.
+    once, raising :class:`Interrupted` wherever the run is. Without this, submitit's own
+    handler would requeue the job from inside whatever step the signal fell in, and the
+    requeued job would continue from the last checkpoint written before it.
     """
     request = StopRequest()
 
@@ -161,11 +187,15 @@ def deferred_interrupts() -> Iterator[StopRequest]:
             raise Interrupted(signum)
         request.signum = signum
 
+    signals = dict.fromkeys((*STOP_SIGNALS, preemption_signal()))
     try:
-        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+        previous = {s: signal.signal(s, handler) for s in signals}
     except ValueError:  # not the main thread: leave signals alone
         yield request
         return
+    earlier = previous[preemption_signal()]
+    if callable(earlier) and preemption_signal() not in STOP_SIGNALS:
+        request.requeue = earlier
     try:
         yield request
     finally:

@@ -35,6 +35,7 @@ from rcnnexp.engine.progress import Progress
 from rcnnexp.engine.results import summarize
 from rcnnexp.engine.resume import (
     Interrupted,
+    StopRequest,
     check_same_run,
     deferred_interrupts,
     finished_tune,
@@ -155,6 +156,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         log.info("%s on %s: %s parameters, %s FLOPs/image; %d epochs of %d steps on %s",
                  model.arch, ctx.choices.get("dataset", type(data).__name__),
                  f"{count_params(model):,}", f"{flops:,}", tc.epochs, iters, runtime.device)
+    stop: StopRequest | None = None
     try:
         with deferred_interrupts() as stop:
             trainer.fit(stop)
@@ -170,6 +172,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         log.info("interrupted (%s) %s; %s",
                  type(err).__name__ if code == 130 else err, when,
                  resume_hint(ctx.overrides, ctx.run_dir, saved or stage.name == "retrain"))
+        if stop is not None:
+            stop.pass_on()  # a job that submitit watches is requeued here, and exits
         raise SystemExit(code) from None
     except UserError:  # a full disk, a diverged loss: keep what TensorBoard was given
         logger.close()
