@@ -47,6 +47,7 @@ GROUP_NOTES = {
     "experiment": "a paper's table row or a named protocol (docs/experiments.md)",
     "table": "every row of a paper's table as one sweep: needs -m",
     "recipe": "a paper's training protocol (optimizer, schedule, epochs, data protocol)",
+    "cluster": "where a sweep's jobs run, e.g. SLURM with requeue: needs -m (docs/cluster.md)",
 }
 
 
