@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import traceback
@@ -69,7 +70,8 @@ class SweepReport(Callback):
         from hydra.core.utils import JobStatus
         from hydra.types import RunMode
 
-        if config.hydra.mode != RunMode.MULTIRUN:
+        # a job of several tasks (SLURM, one per GPU) ends in each: rank 0 speaks for it
+        if config.hydra.mode != RunMode.MULTIRUN or int(os.environ.get("RANK", "0")) != 0:
             return
         from rcnnexp.config import to_plain
         from rcnnexp.engine.hparams import hparams_of

@@ -29,6 +29,7 @@ from conftest import (
 
 from rcnnexp.cli import compose
 from rcnnexp.engine.cluster import PORTS, use_slurm_environment
+from rcnnexp.engine.resume import deferred_interrupts
 
 LOCAL = "hydra/launcher=submitit_local"
 
@@ -175,6 +176,38 @@ def test_torchrun_inside_a_slurm_job_and_a_one_task_job_are_left_as_they_are(
 
 
 # -- preemption: the job stops at a step, saves, is requeued and continues ---------------------
+def test_submitits_preemption_signal_asks_training_to_stop_and_reaches_submitit_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While training, USR2 only asks the trainer to stop (at a step it can save); the
+    handler it had before (submitit's, which requeues the job and exits) gets it once the
+    stop's checkpoint is written (pass_on), not in the middle of a step."""
+    monkeypatch.delenv("SUBMITIT_PREEMPT_SIGNAL", raising=False)
+    requeued: list[int] = []
+    before = signal.signal(signal.SIGUSR2, lambda signum, _frame: requeued.append(signum))
+    try:
+        with deferred_interrupts() as stop:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stop.signum == signal.SIGUSR2 and requeued == []
+        stop.pass_on()
+        assert requeued == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, before)
+
+
+def test_a_sigterm_stop_is_not_passed_on() -> None:
+    """SIGTERM's earlier handler (the CLI's, which ends the command) is not called after a
+    stop: the run's own message and exit code stand."""
+    ended: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: ended.append(signum))
+    try:
+        with deferred_interrupts() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+        stop.pass_on()
+        assert stop.signum == signal.SIGTERM and ended == []
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def descendants(pid: int) -> list[int]:
     """The processes ``pid`` started, and theirs (Linux's /proc)."""
     children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
