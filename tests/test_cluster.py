@@ -129,7 +129,10 @@ TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "M
 
 def slurm_task(monkeypatch: pytest.MonkeyPatch, **variables: str) -> None:
     """This process as a task of a SLURM job with ``variables`` (and nothing else of
-    SLURM's or torchrun's)."""
+    SLURM's or torchrun's); torchrun's variables are removed again after the test, however
+    the code under test set them."""
+    for name in TORCHRUN_VARIABLES:
+        monkeypatch.setenv(name, "")  # noted by monkeypatch as absent before the test
     for name in list(os.environ):
         if name.startswith("SLURM_") or name in TORCHRUN_VARIABLES:
             monkeypatch.delenv(name)
