@@ -355,7 +355,8 @@ class FolderDataModule(DataModule):
                     done += len(batch)
                 array.flush()
                 del array
-                np.save(tmp[1], np.asarray([lab for _, lab in items], dtype=np.int64))
+                with tmp[1].open("wb") as f:  # (np.save would add .npy to the name)
+                    np.save(f, np.asarray([lab for _, lab in items], dtype=np.int64))
                 tmp[2].write_text(json.dumps(description, indent=1) + "\n")
                 # the description last: until it is replaced, a half-replaced cache is stale
                 for src, dst in zip(tmp, (images, labels, meta), strict=True):
