@@ -24,14 +24,20 @@ from conftest import (
 )
 from tiny_data import TINY_OVERRIDES, image_bytes, jpeg_bytes, write_jpeg, write_mit_indoor
 
-from rcnnexp.data.decode import decode_batch, device_decodable, load_image, read_payload
+from rcnnexp.data.decode import (
+    decode_batch,
+    device_decodable,
+    float_pass,
+    load_image,
+    read_payload,
+)
 from rcnnexp.data.folder import ImageBytes
 from rcnnexp.errors import DataError
 
 CPU = torch.device("cpu")
 SIZE = (80, 80)
 # PIL's bilinear resize against the device's (docs/data.md): at most this many levels apart
-MAX_LEVELS = 2
+MAX_LEVELS = 1
 
 
 def photo_bytes(seed: int, size: tuple[int, int]) -> bytes:
@@ -79,6 +85,19 @@ def test_torchvision_decoding_gives_pil_images_to_within_rounding(
     assert got.dtype == torch.uint8 and got.shape == (12, 3, *size)
     assert int(diff.max()) <= MAX_LEVELS
     assert float(diff.float().mean()) < (0.01 if source else 0.1)
+
+
+@pytest.mark.parametrize("size", [(64, 40), (40, 64), (80, 80), (200, 150)])
+def test_cudas_float_pass_is_the_cpu_uint8_kernel_to_within_a_level(size: tuple[int, int]
+                                                                        ) -> None:
+    """The resize the GPU runs (float32, rounded) against the CPU's 8-bit kernel, each axis
+    shrunk and enlarged."""
+    images = decode_batch(payloads([photo_bytes(s, (120, 90)) for s in range(3)], (90, 120)),
+                          (90, 120), CPU)
+    for axis_size in ((images.shape[-2], size[1]), (size[0], images.shape[-1])):
+        uint8 = torch.nn.functional.interpolate(images, size=axis_size, mode="bilinear",
+                                                antialias=True)
+        assert int((float_pass(images, axis_size).int() - uint8.int()).abs().max()) <= 1
 
 
 @pytest.mark.parametrize("kind", ["grey", "cmyk", "progressive", "png"])

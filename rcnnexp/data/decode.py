@@ -7,7 +7,7 @@
   ``torchvision.io.decode_jpeg`` on the training device (nvJPEG on CUDA, its hardware
   decoder on A100/H100 for baseline JPEGs; libjpeg-turbo on a CPU device) and resizes it
   there with ``torch.nn.functional.interpolate`` (bilinear, antialiased as PIL's resize
-  is). Files nvJPEG cannot take (PNG and the other formats, CMYK or arithmetic-coded
+  is: :func:`resize`). Files nvJPEG cannot take (PNG and the other formats, CMYK or arithmetic-coded
   JPEGs) are decoded with PIL by the worker that read them, and any JPEG the device
   decoder refuses is retried with PIL in the main process, so every file PIL reads works.
 
@@ -113,8 +113,9 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 ``[B, 3, h, w]`` -> uint8 ``[B, 3, H, W]`` as PIL's bilinear resize does it: one
     axis, then the other, each pass antialiased when it shrinks (the triangle filter
     widened by the scale) and rounded to 8 bits, the axis that shrinks most first (as
-    Pillow orders them). One float pass for both axes instead differs from PIL on about 1
-    value in 6; these two on about 1 in 1000, by 1 level (docs/data.md)."""
+    Pillow mostly orders them). One pass for both axes instead differs from PIL on about 1
+    value in 6; these two on about 1 in 1000 when shrinking photos, by 1 level
+    (docs/data.md)."""
     H, W = size
     h, w = images.shape[-2:]
     if (h, w) == (H, W):
@@ -125,8 +126,18 @@ def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def _interpolate(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """One bilinear antialiased pass, uint8 to uint8: on a CPU torch's uint8 kernel (8-bit
+    arithmetic, as PIL's), elsewhere :func:`float_pass` (CUDA interpolates floats only)."""
     if tuple(images.shape[-2:]) == size:
         return images
+    if images.device.type == "cpu":
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False,
+                             antialias=True)
+    return float_pass(images, size)
+
+
+def float_pass(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """One bilinear antialiased pass of uint8 images in float32, rounded back to uint8."""
     out = F.interpolate(images.float(), size=size, mode="bilinear", align_corners=False,
                         antialias=True)
     return out.round_().clamp_(0, 255).to(torch.uint8)
@@ -169,5 +180,12 @@ def decode_batch(payloads: Sequence[torch.Tensor], size: tuple[int, int],
     return torch.stack(out)  # type: ignore[arg-type]
 
 
-__all__ = ["UndecodableImage", "decode_batch", "device_decodable", "load_image",
-           "read_payload", "resize"]
+__all__ = [
+    "UndecodableImage",
+    "decode_batch",
+    "device_decodable",
+    "float_pass",
+    "load_image",
+    "read_payload",
+    "resize",
+]
