@@ -22,7 +22,14 @@ from conftest import (
     load_dataset,
     run_cli,
 )
-from tiny_data import TINY_OVERRIDES, image_bytes, jpeg_bytes, write_jpeg, write_mit_indoor
+from tiny_data import (
+    TINY_OVERRIDES,
+    image_bytes,
+    jpeg_bytes,
+    write_imagenet_folders,
+    write_jpeg,
+    write_mit_indoor,
+)
 
 from rcnnexp.data.decode import (
     decode_batch,
@@ -146,6 +153,22 @@ def test_the_torchvision_path_gives_pils_epochs(root: Path) -> None:
         assert float((x - x0).abs().max()) <= MAX_LEVELS / 255 + 1e-6
     (xe, ye), = ref.eval_batches("test", 30)
     (xt, yt), = data.eval_batches("test", 30)
+    assert torch.equal(ye, yt) and float((xe - xt).abs().max()) <= MAX_LEVELS / 255 + 1e-6
+
+
+def test_png_cmyk_and_grey_files_among_the_jpegs_load_through_the_worker_pool(
+        tmp_path: Path) -> None:
+    """As in ILSVRC's train/ (a PNG and CMYK JPEGs named .JPEG, grey JPEGs): the workers
+    decode what nvJPEG cannot, the batch mixes both, and all equal PIL's path."""
+    write_imagenet_folders(tmp_path)
+    files = sorted((tmp_path / "imagenet" / "val").rglob("*.JPEG"))
+    for path, kind in zip(files, ("png", "cmyk", "grey", "progressive"), strict=False):
+        path.write_bytes(image_bytes(len(kind), kind))
+    views = ("dataset.normalize=none", "dataset.views=center")
+    ref = load_dataset("imagenet", tmp_path, *views, "dataset.decode=pil")
+    data = load_dataset("imagenet", tmp_path, *views, "dataset.decode=torchvision", workers=2)
+    (xe, ye), = ref.eval_batches("test", 10)
+    (xt, yt), = data.eval_batches("test", 10)
     assert torch.equal(ye, yt) and float((xe - xt).abs().max()) <= MAX_LEVELS / 255 + 1e-6
 
 

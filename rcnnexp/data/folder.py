@@ -101,11 +101,36 @@ class ImageBytes(ImageFiles):
                 image_error(path, err)
 
 
+Payloads = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 def collate_payloads(samples: list[tuple[torch.Tensor, int, str]]
-                     ) -> tuple[list[torch.Tensor], torch.Tensor, list[str]]:
-    """A batch of :class:`ImageBytes` items: the payloads as a list (their sizes differ)."""
+                     ) -> tuple[Payloads, torch.Tensor, list[str]]:
+    """A batch of :class:`ImageBytes` items in three tensors, so that a worker hands over
+    three shared-memory blocks per batch rather than one per image: the files' bytes end
+    to end, each item's byte count (-1: decoded here), and the images decoded here."""
     payloads, labels, errors = zip(*samples, strict=True)
-    return list(payloads), torch.tensor(labels, dtype=torch.int64), list(errors)
+    raw = [p for p in payloads if p.dim() == 1]
+    decoded = [p for p in payloads if p.dim() == 3]
+    flat = torch.cat(raw) if raw else torch.empty(0, dtype=torch.uint8)
+    lengths = torch.tensor([len(p) if p.dim() == 1 else -1 for p in payloads])
+    images = torch.stack(decoded) if decoded else torch.empty(0, dtype=torch.uint8)
+    return (flat, lengths, images), torch.tensor(labels, dtype=torch.int64), list(errors)
+
+
+def split_payloads(batch: Payloads) -> list[torch.Tensor]:
+    """:func:`collate_payloads`'s tensors back to one payload per item (views, no copy)."""
+    flat, lengths, images = batch
+    out = []
+    offset = decoded = 0
+    for n in lengths.tolist():
+        if n < 0:
+            out.append(images[decoded])
+            decoded += 1
+        else:
+            out.append(flat[offset:offset + n])
+            offset += n
+    return out
 
 
 class CachedImages(Dataset):
@@ -391,7 +416,8 @@ class FolderDataModule(DataModule):
             if on_device:
                 assert isinstance(files, ImageBytes)
                 try:
-                    images = decode_batch(images, (self.resize, self.resize), self.device)
+                    images = decode_batch(split_payloads(images), (self.resize, self.resize),
+                                          self.device)
                 except UndecodableImage as err:
                     path = files.path(batch[err.index])
                     raise DataError(f"{self.title}: {image_error(path, err.cause)}") from None
