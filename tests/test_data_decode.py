@@ -39,7 +39,7 @@ from rcnnexp.data.decode import (
     read_payload,
 )
 from rcnnexp.data.folder import ImageBytes
-from rcnnexp.errors import DataError
+from rcnnexp.errors import ConfigError, DataError
 
 CPU = torch.device("cpu")
 SIZE = (80, 80)
@@ -133,6 +133,25 @@ def test_a_damaged_jpeg_is_named_by_the_torchvision_path(tmp_path: Path) -> None
 def test_auto_decodes_with_pil_on_a_cpu(root: Path) -> None:
     data = load_dataset("mitindoor", root, "dataset.normalize=none")
     assert data.decode == "auto" and data.decoder == "pil" and not data.cached
+
+
+def test_torchvision_where_it_cannot_decode_is_refused(root: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A torchvision built without nvJPEG (simulated): asked for, a config error naming
+    the key and the way out; never a silent fallback to PIL in the main process."""
+    from rcnnexp.data import decode
+
+    def unsupported(*_: object) -> None:
+        raise RuntimeError("decode_jpegs_cuda: torchvision not compiled with nvJPEG support")
+
+    monkeypatch.setattr(decode, "_decode_jpegs", unsupported)
+    decode.device_decoder_problem.cache_clear()
+    try:
+        with pytest.raises(ConfigError, match=r"dataset\.decode=torchvision: .*not compiled "
+                                              r"with nvJPEG.*dataset\.decode=pil"):
+            load_dataset("mitindoor", root, "dataset.decode=torchvision")
+    finally:
+        decode.device_decoder_problem.cache_clear()
 
 
 def test_the_torchvision_path_gives_pils_epochs(root: Path) -> None:

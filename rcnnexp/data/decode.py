@@ -17,6 +17,7 @@ ones): docs/data.md gives the measured difference.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Sequence
@@ -109,6 +110,25 @@ def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.
         return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
+@functools.cache
+def device_decoder_problem(device: torch.device) -> str | None:
+    """Why torchvision cannot decode JPEGs on ``device`` here (a build without nvJPEG, a
+    torchvision without batched decoding), or None when it can: one tiny JPEG is tried,
+    once per process and device."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 30, 90)).save(buf, format="JPEG")
+    try:
+        [image] = _decode_jpegs([torch.frombuffer(bytearray(buf.getvalue()),
+                                                  dtype=torch.uint8)], device)
+    except Exception as err:
+        return f"{type(err).__name__}: {' '.join(str(err).split())[:200]}"
+    if tuple(image.shape) != (3, 16, 16):
+        return f"a 16x16 JPEG decoded to shape {tuple(image.shape)}"
+    return None
+
+
 def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """uint8 ``[B, 3, h, w]`` -> uint8 ``[B, 3, H, W]`` as PIL's bilinear resize does it: one
     axis, then the other, each pass antialiased when it shrinks (the triangle filter
@@ -184,6 +204,7 @@ __all__ = [
     "UndecodableImage",
     "decode_batch",
     "device_decodable",
+    "device_decoder_problem",
     "float_pass",
     "load_image",
     "read_payload",

@@ -39,7 +39,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from rcnnexp.data.base import Batch, DataModule, DataSpec
 from rcnnexp.data.choices import Decode, choice
-from rcnnexp.data.decode import UndecodableImage, decode_batch, load_image, read_payload
+from rcnnexp.data.decode import (
+    UndecodableImage,
+    decode_batch,
+    device_decoder_problem,
+    load_image,
+    read_payload,
+)
 from rcnnexp.data.files import unreadable
 from rcnnexp.data.transforms import BatchPipeline, Stats, cached_stats, compute_stats, stats_key
 from rcnnexp.errors import ConfigError, DataError
@@ -273,16 +279,21 @@ class FolderDataModule(DataModule):
         self.pipeline.set_stats(self.stats, device)
 
     def choose_decoder(self, device: torch.device) -> Decode:
-        """``dataset.decode`` for this device: ``auto`` is torchvision on CUDA, else PIL."""
+        """``dataset.decode`` for this device: ``auto`` is torchvision on CUDA where
+        torchvision can decode JPEGs there, else PIL; ``torchvision`` where it cannot is a
+        :class:`ConfigError`."""
+        if self.decode == Decode.pil or (self.decode == Decode.auto
+                                         and device.type != "cuda"):
+            return Decode.pil
+        problem = device_decoder_problem(device)
+        if problem is None:
+            return Decode.torchvision
         if self.decode == Decode.auto:
-            return Decode.torchvision if device.type == "cuda" else Decode.pil
-        if self.decode == Decode.torchvision:
-            try:
-                import torchvision.io  # noqa: F401
-            except ImportError as err:
-                raise ConfigError(f"dataset.decode=torchvision needs torchvision.io ({err}); "
-                                  "use dataset.decode=pil") from None
-        return self.decode
+            log.warning("%s: torchvision cannot decode JPEGs on %s (%s): decoding with PIL "
+                        "in the workers (dataset.decode=pil)", self.title, device, problem)
+            return Decode.pil
+        raise ConfigError(f"dataset.decode=torchvision: torchvision cannot decode JPEGs on "
+                          f"{device} here ({problem}); use dataset.decode=pil (or auto)")
 
     def num_examples(self, split: str) -> int:
         return self.ranges[split][1]
