@@ -7,12 +7,12 @@
   ``torchvision.io.decode_jpeg`` on the training device (nvJPEG on CUDA, its hardware
   decoder on A100/H100 for baseline JPEGs; libjpeg-turbo on a CPU device) and resizes it
   there with ``torch.nn.functional.interpolate`` (bilinear, antialiased as PIL's resize
-  is: :func:`resize`). Files nvJPEG cannot take (PNG and the other formats, CMYK or arithmetic-coded
-  JPEGs) are decoded with PIL by the worker that read them, and any JPEG the device
-  decoder refuses is retried with PIL in the main process, so every file PIL reads works.
+  is: :func:`resize`). Files nvJPEG cannot take (PNG and the other formats, CMYK or
+  arithmetic-coded JPEGs) are decoded with PIL by the worker that read them, and any JPEG
+  the device decoder refuses is retried with PIL in the main process, so every file PIL
+  reads works.
 
-Both give the same image up to rounding (PIL's fixed-point filter weights against float
-ones): docs/data.md gives the measured difference.
+Both give the same image up to rounding: docs/data.md gives the measured difference.
 """
 
 from __future__ import annotations
