@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rcnnexp.config.dataset import DatasetConfig
 from rcnnexp.data.tensor import TensorDataModule
 
 CPU = torch.device("cpu")
@@ -51,7 +52,11 @@ class RandomCIFAR(TensorDataModule):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
         self._images, self._labels = images, labels
-        super().__init__("unused", False, normalize="channel", padding=4, flip=True)
+        schema = DatasetConfig()  # the other transform keys at their defaults
+        super().__init__(root="unused", download=False, normalize="channel", padding=4,
+                         flip=True, crop=schema.crop, views=schema.views,
+                         view_stride=schema.view_stride, scale=schema.scale,
+                         train_crops=schema.train_crops)
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         x = torch.from_numpy(self._images).permute(0, 3, 1, 2).contiguous()
