@@ -196,7 +196,7 @@ class FolderDataModule(DataModule):
         self.stats_images = stats_images
         self.pipeline = BatchPipeline((resize, resize), **transforms)
         self.files: ImageFiles | CachedImages | None = None
-        self.decoder = Decode.pil  # what setup chose: pil or torchvision (unused with a cache)
+        self.decoder = Decode.pil  # what setup chose for the files: pil or torchvision
         self.cached = False
         self.ranges: dict[str, tuple[int, int]] = {}  # split -> (first index, count)
         self.device = torch.device("cpu")
@@ -242,8 +242,8 @@ class FolderDataModule(DataModule):
                 paths.append(path)
                 labels.append(label)
         self.splits = tuple(s for s in ("train", "val", "test") if s in self.ranges)
-        self.decoder = self.choose_decoder(device)
-        self.cached = cache is not None
+        self.cached = cache is not None  # the cache's images are PIL's: nothing to decode
+        self.decoder = Decode.pil if self.cached else self.choose_decoder(device)
         size = (self.resize, self.resize)
         if cache is not None:
             log.info("%s: reading the %dx%d images from the cache %s", self.title, *size,
@@ -263,8 +263,7 @@ class FolderDataModule(DataModule):
                 pick = torch.randperm(n, generator=torch.Generator().manual_seed(0))
                 chosen = chosen[pick[:self.stats_images].sort().values]
             # the device decoder's pixels differ from PIL's by rounding: their own mean
-            decoder = ("torchvision",) if self.decoder == Decode.torchvision and not cache \
-                else ()
+            decoder = ("torchvision",) if self.decoder == Decode.torchvision else ()
             key = stats_key(type(self).__name__, self.resize, self.jpeg_draft, *decoder,
                             "\n".join(paths[i] for i in chosen.tolist()))
 
