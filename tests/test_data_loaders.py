@@ -21,8 +21,6 @@ from tiny_data import (
 from rcnnexp.data.base import DataModule
 from rcnnexp.errors import DataError
 
-CPU = torch.device("cpu")
-
 
 @pytest.fixture(scope="module")
 def root(tiny_data_root: Path) -> Path:
