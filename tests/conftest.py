@@ -286,3 +286,25 @@ def tiny_data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny-data")
     write_all(path)
     return path
+
+
+def build_dataset(name: str, root: Path, *overrides: str) -> Any:
+    """``dataset=NAME`` on the tiny files under ``root`` (tests/tiny_data.py), composed,
+    validated and built as a run does: the DataModule, not set up yet."""
+    from tiny_data import TINY_OVERRIDES
+
+    from rcnnexp.config import validate
+    from rcnnexp.engine.build import build_data
+
+    cfg = compose_config([f"dataset={name}", f"dataset.root={root}", "dataset.download=false",
+                          *TINY_OVERRIDES[name], *overrides])
+    validate(cfg)
+    return build_data(cfg.dataset)
+
+
+def load_dataset(name: str, root: Path, *overrides: str, workers: int = 0,
+                 device: str = "cpu") -> Any:
+    """:func:`build_dataset`, set up on ``device`` with ``workers`` loader processes."""
+    data = build_dataset(name, root, *overrides)
+    data.setup(torch.device(device), workers)
+    return data

@@ -7,24 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import load_dataset
 from tiny_data import (
     CIFAR_TEST,
     CIFAR_TRAIN_PER_BATCH,
     FOLDER_CLASSES,
     MIT_CLASSES,
     SVHN_SIZES,
-    TINY_OVERRIDES,
     WNIDS,
     write_imagenet_archives,
 )
 
-from rcnnexp.config import validate
 from rcnnexp.data.base import DataModule
-from rcnnexp.engine.build import build_data
 from rcnnexp.errors import DataError
-
-CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +28,7 @@ def root(tiny_data_root: Path) -> Path:
 
 
 def load(name: str, root: Path, *overrides: str, workers: int = 0) -> DataModule:
-    cfg = compose_config([f"dataset={name}", f"dataset.root={root}", "dataset.download=false",
-                          *TINY_OVERRIDES[name], *overrides])
-    validate(cfg)
-    data = build_data(cfg.dataset)
-    data.setup(CPU, workers)
-    return data
+    return load_dataset(name, root, *overrides, workers=workers)
 
 
 def test_cifar10_splits_and_pixels(root: Path) -> None:

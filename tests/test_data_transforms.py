@@ -178,6 +178,44 @@ def test_ten_position_training_crops() -> None:
     assert sps.binomtest(int(flip.sum()), 5000, 0.5).pvalue > 1e-3
 
 
+def test_the_ten_crop_table_is_built_once_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the five positions from Python numbers is a host-to-device copy that waits
+    for the GPU; done per batch it stalled every C-RNN step. It is built once per device,
+    and the crops stay those of the table (with the padding added)."""
+    pipe = pipeline((40, 40), normalize="none", crop=30, padding=2, flip=True,
+                    train_crops="ten")
+    builds = []
+    positions = pipe.five_positions
+    monkeypatch.setattr(pipe, "five_positions", lambda: builds.append(1) or positions())
+    images = torch.zeros(4, 3, 40, 40, dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        pipe.train(images, g)
+    assert len(builds) == 1
+    top, left, _ = pipe.draw(500, g)
+    assert set(zip(top.tolist(), left.tolist(), strict=True)) == {
+        (t + 2, l + 2) for t, l in positions()}
+
+
+@pytest.mark.gpu
+def test_a_cuda_training_batch_waits_for_no_host_copy() -> None:
+    """C-RNN's training transform on CUDA (ten positions, flips, the mean image) makes no
+    synchronising copy after its first batch."""
+    cuda = torch.device("cuda")
+    pipe = pipeline((40, 40), normalize="pixel", crop=30, flip=True, train_crops="ten")
+    pipe.set_stats(compute_stats([torch.randint(0, 256, (8, 3, 40, 40), dtype=torch.uint8)]),
+                   cuda)
+    images = torch.randint(0, 256, (4, 3, 40, 40), dtype=torch.uint8, device=cuda)
+    g = torch.Generator(device=cuda).manual_seed(0)
+    pipe.train(images, g)  # builds the table (one copy)
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            pipe.train(images, g)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_impossible_geometry_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"dataset\.crop=40 is larger than the 32x32"):
         pipeline((32, 32), crop=40)

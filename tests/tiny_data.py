@@ -164,6 +164,28 @@ def jpeg_bytes(seed: int, size: tuple[int, int] | None = None) -> bytes:
     return buf.getvalue()
 
 
+def image_bytes(seed: int, kind: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small image file of one of the kinds an image folder may hold besides plain
+    colour JPEGs: ``grey``, ``cmyk`` and ``progressive`` JPEGs, and ``png``."""
+    from PIL import Image
+
+    r = rng(seed)
+    base = r.integers(0, 256, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
+    img = Image.fromarray(base).resize(size, Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    if kind == "grey":
+        img.convert("L").save(buf, format="JPEG", quality=90)
+    elif kind == "cmyk":
+        img.convert("CMYK").save(buf, format="JPEG", quality=90)
+    elif kind == "progressive":
+        img.save(buf, format="JPEG", quality=90, progressive=True)
+    elif kind == "png":
+        img.save(buf, format="PNG")
+    else:
+        raise ValueError(kind)
+    return buf.getvalue()
+
+
 def write_jpeg(path: Path, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(jpeg_bytes(seed))

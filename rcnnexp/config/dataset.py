@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rcnnexp.config.checks import one_of, positive, require, seed
-from rcnnexp.data.choices import Normalize, TrainCrops, Views
+from rcnnexp.data.choices import Decode, Normalize, TrainCrops, Views
 
 
 @dataclass
@@ -147,7 +147,12 @@ class FolderDatasetConfig(DatasetConfig):
     train_crops: TrainCrops = TrainCrops.ten
     flip: bool = True
     views: Views = Views.ten
-    jpeg_draft: bool = True  # decode large JPEGs at 1/2, 1/4 or 1/8 scale (>= resize)
+    # pil: DataLoader workers decode and resize with PIL; torchvision: workers only read the
+    # files, the training device decodes whole batches (nvJPEG on CUDA) and resizes them;
+    # auto: torchvision on CUDA, pil elsewhere. A cache (scripts/prepare_data.py --cache)
+    # beside the data, when there, replaces both: no decoding at all
+    decode: Decode = Decode.auto
+    jpeg_draft: bool = True  # pil: decode large JPEGs at 1/2, 1/4 or 1/8 scale (>= resize)
     stats_images: int | None = None  # training images the mean is computed on; null: all
 
     def __post_init__(self) -> None:

@@ -33,6 +33,12 @@ class TrainCrops(Choice):
     ten = "ten"  # one of the 4 corners or the centre (C-RNN's 10 sub-crops, with flips)
 
 
+class Decode(Choice):
+    auto = "auto"  # torchvision on a CUDA device, pil elsewhere
+    pil = "pil"  # DataLoader workers decode and resize with PIL (the CPU path)
+    torchvision = "torchvision"  # workers read bytes; the device decodes batches (nvJPEG)
+
+
 def choice(kind: type[C], key: str, value: object) -> C:
     """``value`` as a member of ``kind``, or a :class:`ConfigError` naming ``key``."""
     try:
@@ -41,4 +47,4 @@ def choice(kind: type[C], key: str, value: object) -> C:
         raise ConfigError(str(err)) from None
 
 
-__all__ = ["Normalize", "TrainCrops", "Views", "choice"]
+__all__ = ["Decode", "Normalize", "TrainCrops", "Views", "choice"]

@@ -168,6 +168,7 @@ class BatchPipeline:
         self.train_crops = train_crops
         self.mean: torch.Tensor | None = None  # [1, C, H, W] (pixel) or [1, C, 1, 1]
         self.std: torch.Tensor | None = None  # [1, C, 1, 1] (channel)
+        self._ten_tables: dict[torch.device, torch.Tensor] = {}  # device -> [5, 2]
 
     # -- statistics -------------------------------------------------------------------------
     def set_stats(self, stats: Stats | None, device: torch.device) -> None:
@@ -206,6 +207,16 @@ class BatchPipeline:
             return [(ct + dy * s, cl + dx * s, False) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
         return [(t, l, f) for f in (False, True) for t, l in self.five_positions()]
 
+    def ten_table(self, device: torch.device) -> torch.Tensor:
+        """The five (top, left) positions in the padded image, as a tensor on ``device``:
+        built once per device, since building it from Python numbers is a host-to-device
+        copy that waits for the device (one per batch would stall a CUDA step)."""
+        table = self._ten_tables.get(device)
+        if table is None:
+            table = torch.tensor(self.five_positions(), device=device) + self.padding
+            self._ten_tables[device] = table
+        return table
+
     @property
     def num_views(self) -> int:
         return len(self.view_offsets())
@@ -218,7 +229,7 @@ class BatchPipeline:
         p = self.padding
         dev = generator.device
         if self.train_crops == "ten":
-            table = torch.tensor(self.five_positions(), device=dev) + p
+            table = self.ten_table(dev)
             pos = table[torch.randint(0, 5, (n,), generator=generator, device=dev)]
             top, left = pos[:, 0], pos[:, 1]
         else:
