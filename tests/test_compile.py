@@ -1,0 +1,234 @@
+"""The models as torch.compile and autocast need them: LRN in the autocast dtype, C-RNN's
+recurrence as matrix products (no graph break, the asked dtype, nn.RNN's values), graph
+breaks counted per family, and the training benchmark's smoke run."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from conftest import compose_config, make_model
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from rcnnexp.engine.build import build_data, build_model
+from rcnnexp.models.layers.lrn import LocalResponseNorm
+from rcnnexp.models.layers.quad_rnn import QuadDirectionalRNN
+
+BF16_ROUNDING = 2.0**-8  # bf16's unit roundoff (8 significant bits)
+DIRECTIONS = ["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
+FAMILIES = {  # tiny members of each family, the shapes of their datasets
+    "rcnn": ["model=rcnn", "model.K=8", "dataset=cifar10"],
+    "recnet": ["model=recnet", "model.e=1", "model.d=[2,2,2]", "model.S=[2,4,4]",
+               "dataset=cifar100"],
+    "crnn": ["model=crnn", "model.channels=[8,8,8,8,8]", "model.fc=16", "model.hidden=8",
+             "dataset=mitindoor", "dataset.crop=99"],
+}
+
+
+def lrn_outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every LRN's output (one per call) in one forward pass of ``model`` under CPU bf16
+    autocast."""
+    outputs: list[torch.Tensor] = []
+    norms = [m for m in model.modules() if isinstance(m, nn.LocalResponseNorm)]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for m in norms]
+    try:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(outputs) >= len(norms) > 0
+    return outputs
+
+
+# -- LRN ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("option", "shape", "changes"), [
+    ("rcnn", (3, 32, 32), {"K": 16, "conv1_lrn": True}),
+    ("alexnet", (3, 67, 67), {"channels": [8, 8, 8, 8, 8], "fc": 16}),
+])
+def test_every_lrn_returns_bf16_under_bf16_autocast(option: str, shape: tuple[int, ...],
+                                                   changes: dict) -> None:
+    """nn.LocalResponseNorm returns fp32 under autocast (pow on CUDA, avg_pool3d on CPU are
+    on autocast's fp32 list), a cast back before the next convolution."""
+    torch.manual_seed(0)
+    model = make_model(option, shape[0], 10, shape[1:], **changes).eval()
+    dtypes = {out.dtype for out in lrn_outputs(model, torch.randn(2, *shape))}
+    assert dtypes == {torch.bfloat16}
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0, 1000.0])
+def test_bf16_lrn_stays_within_a_few_bf16_roundings_of_fp64(scale: float) -> None:
+    """Nothing cancels and bf16 has fp32's range: the output within 4 roundings of the exact
+    value (relative, every unit), the input gradient within 2 (relative norm)."""
+    torch.manual_seed(0)
+    lrn = LocalResponseNorm(13, alpha=1e-3, beta=0.75, k=1.0)  # RCNN-96's
+    x = (torch.randn(4, 96, 8, 8) * scale).relu().bfloat16()
+    grad = torch.randn(4, 96, 8, 8).bfloat16()
+    exact_in = x.double().requires_grad_()
+    exact = lrn(exact_in)
+    exact.backward(grad.double())
+    low_in = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = lrn(low_in)
+    low.backward(grad)
+    assert low.dtype == torch.bfloat16 and low_in.grad is not None
+    assert exact_in.grad is not None
+    mask = exact > 0
+    out_error = ((low.double() - exact).abs()[mask] / exact[mask]).max()
+    grad_error = (low_in.grad.double() - exact_in.grad).norm() / exact_in.grad.norm()
+    assert out_error <= 4 * BF16_ROUNDING
+    assert grad_error <= 2 * BF16_ROUNDING
+
+
+def test_fp16_lrn_normalises_activations_whose_square_overflows_fp16() -> None:
+    """|x| > 255 squares past fp16's 65504: the divisor is taken in fp32, not inf."""
+    lrn = LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)  # AlexNet's
+    x = torch.full((1, 8, 2, 2), 300.0)
+    with torch.autocast("cpu", dtype=torch.float16):
+        got = lrn(x.half())
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), lrn(x), rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_fp32_lrn_is_bit_identical_to_nn_local_response_norm(
+        memory_format: torch.memory_format) -> None:
+    torch.manual_seed(0)
+    x = (torch.randn(3, 24, 5, 7) * 10).relu().contiguous(memory_format=memory_format)
+    for size, alpha in ((24 // 8 + 1, 1e-3), (5, 1e-4), (2, 1.0)):
+        ours = LocalResponseNorm(size, alpha=alpha, beta=0.75, k=1.0)
+        theirs = nn.LocalResponseNorm(size, alpha=alpha, beta=0.75, k=1.0)
+        assert torch.equal(ours(x), theirs(x))
+
+
+# -- C-RNN's quad-directional RNN ---------------------------------------------------------------
+def nn_rnn_reference(layer: QuadDirectionalRNN,
+                     x: torch.Tensor) -> tuple[torch.Tensor, dict[str, nn.RNN]]:
+    """The layer as it was: each direction an ``nn.RNN`` holding a copy of its weights (and a
+    zero second bias), run window by window with the carried state detached for window
+    BPTT. Returns the output and the ``nn.RNN`` per direction (for their gradients)."""
+    _, _, height, width = x.shape
+    total = torch.zeros(())
+    rnns = {}
+    for direction, params in layer.rnns.items():
+        rnn = rnns[direction] = nn.RNN(params.weight_ih_l0.shape[1], layer.hidden_size,
+                                       nonlinearity="relu", batch_first=True)
+        with torch.no_grad():
+            for name, tensor in params.state_dict().items():
+                getattr(rnn, name).copy_(tensor)
+            rnn.bias_hh_l0.zero_()
+        seq, window = layer.scan(x, direction)
+        if layer.bptt.value == "sequence":
+            out = rnn(seq)[0]
+        else:
+            outputs, state = [], None
+            for start in range(0, seq.shape[1], window):
+                step_out, last = rnn(seq[:, start:start + window], state)
+                outputs.append(step_out)
+                state = last.detach()
+            out = torch.cat(outputs, dim=1)
+        total = total + layer.unscan(out, direction, height, width)
+    return total, rnns
+
+
+@pytest.mark.parametrize("bptt", ["window", "sequence"])
+@pytest.mark.parametrize("directions", [DIRECTIONS, ["left_to_right", "top_to_bottom"],
+                                        ["bottom_to_top"]])
+def test_quad_rnn_equals_nn_rnn_in_values_and_gradients(bptt: str,
+                                                        directions: list[str]) -> None:
+    """A 3x4 grid: row windows of 4, column windows of 3, so the directions' windows start
+    at different steps."""
+    torch.manual_seed(0)
+    layer = QuadDirectionalRNN(5, hidden_size=6, directions=directions, bptt=bptt,
+                               dropout=0.0)
+    for params in layer.rnns.values():
+        nn.init.normal_(params.bias_ih_l0, std=0.3)
+    x = torch.randn(2, 5, 3, 4)
+    weights = torch.randn(2, 12, 6)  # a loss that weighs every output differently
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ours = layer(x_ours)
+    reference, rnns = nn_rnn_reference(layer, x_ref)
+    (ours * weights).sum().backward()
+    (reference * weights).sum().backward()
+    torch.testing.assert_close(ours, reference)
+    torch.testing.assert_close(x_ours.grad, x_ref.grad)
+    for direction, params in layer.rnns.items():
+        for name, param in params.named_parameters():
+            torch.testing.assert_close(param.grad, getattr(rnns[direction], name).grad)
+
+
+class OpLog(TorchDispatchMode):
+    """The aten ops a region dispatches, with the dtypes of their tensor arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: collections.Counter[tuple[str, tuple[torch.dtype, ...]]] = (
+            collections.Counter())
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        dtypes = tuple(a.dtype for a in args if isinstance(a, torch.Tensor))
+        self.ops[(func.overloadpacket.__name__, dtypes)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_rnn_runs_its_matrix_products_in_the_autocast_dtype() -> None:
+    """bf16 asked, bf16 run: no fused RNN op (cuDNN's autocast wrapper takes fp16)."""
+    torch.manual_seed(0)
+    layer = QuadDirectionalRNN(8, hidden_size=8, directions=DIRECTIONS, bptt="window",
+                               dropout=0.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16), OpLog() as log:
+        out = layer(torch.randn(2, 8, 2, 3))
+    assert out.dtype == torch.bfloat16
+    products = {dtypes for (name, dtypes) in log.ops
+                if name in {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear"}}
+    assert products and all(set(dtypes) == {torch.bfloat16} for dtypes in products)
+    assert not [name for (name, _) in log.ops if "rnn" in name]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_the_rnn_runs_in_the_asked_dtype_on_cuda(dtype: torch.dtype) -> None:
+    """Before, nn.RNN under CUDA autocast went to cuDNN in fp16 whatever was asked."""
+    layer = QuadDirectionalRNN(16, hidden_size=16, directions=DIRECTIONS, bptt="window",
+                               dropout=0.0).cuda()
+    with torch.autocast("cuda", dtype=dtype):
+        assert layer(torch.randn(2, 16, 3, 3, device="cuda")).dtype == dtype
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scale", [1.0, 1000.0])
+def test_bf16_lrn_on_cuda_stays_within_four_bf16_roundings(scale: float) -> None:
+    lrn = LocalResponseNorm(13, alpha=1e-3, beta=0.75, k=1.0)
+    x = (torch.randn(4, 96, 8, 8, device="cuda") * scale).relu().bfloat16()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        low = lrn(x)
+    exact = lrn(x.double())
+    mask = exact > 0
+    assert low.dtype == torch.bfloat16
+    assert ((low.double() - exact).abs()[mask] / exact[mask]).max() <= 4 * BF16_ROUNDING
+
+
+# -- graph breaks ------------------------------------------------------------------------------
+@pytest.fixture
+def fresh_dynamo() -> Iterator[None]:
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_compiles_without_graph_breaks(family: str) -> None:
+    """Dynamo traces the whole forward as one graph (explain runs no backend compiler)."""
+    cfg = compose_config(FAMILIES[family])
+    spec = build_data(cfg.dataset).spec
+    torch.manual_seed(0)
+    model = build_model(cfg.model, spec)
+    explained = torch._dynamo.explain(model)(torch.randn(2, spec.in_channels, *spec.image_size))
+    reasons = [reason.reason.splitlines()[0] for reason in explained.break_reasons]
+    assert (explained.graph_break_count, explained.graph_count, reasons) == (0, 1, [])
