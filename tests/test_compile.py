@@ -5,16 +5,23 @@ breaks counted per family, and the training benchmark's smoke run."""
 from __future__ import annotations
 
 import collections
+import functools
+import importlib.util
+import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from conftest import compose_config, make_model
+from conftest import REPO, cli_env, compose_config, make_model
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rcnnexp.engine.build import build_data, build_model
+from rcnnexp.engine.summary import count_flops
 from rcnnexp.models.layers.lrn import LocalResponseNorm
 from rcnnexp.models.layers.quad_rnn import QuadDirectionalRNN
 
@@ -232,3 +239,74 @@ def test_every_family_compiles_without_graph_breaks(family: str) -> None:
     explained = torch._dynamo.explain(model)(torch.randn(2, spec.in_channels, *spec.image_size))
     reasons = [reason.reason.splitlines()[0] for reason in explained.break_reasons]
     assert (explained.graph_break_count, explained.graph_count, reasons) == (0, 1, [])
+
+
+# -- scripts/bench_train.py ------------------------------------------------------------------------
+@functools.cache
+def bench_module() -> Any:
+    """scripts/bench_train.py imported once (for its main in this process)."""
+    spec = importlib.util.spec_from_file_location("bench_train",
+                                                  REPO / "scripts" / "bench_train.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules["bench_train"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_train_prints_a_json_line_per_variant_and_their_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tiny RCNN on the RCNN-96 24x24 preset, eager, a step per layout: the fields the
+    issue's benchmark reports, and the same table again from the saved lines."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--family", "rcnn96-24",
+         "--device", "cpu", "--precision", "fp32", "--channels-last", "off", "on", "--batch",
+         "2", "--steps", "1", "--rounds", "1", "--warmup", "1", "--profile-steps", "1",
+         "--markdown", "model.K=8"],
+        env=cli_env(), text=True, capture_output=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    rows = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [(r["family"], r["compile"], r["precision"], r["channels_last"]) for r in rows] == [
+        ("rcnn96-24", "off", "fp32", False), ("rcnn96-24", "off", "fp32", True)]
+    cfg = compose_config(["experiment=rcnn/t2_aug_rcnn96", "model.K=8"])
+    spec = build_data(cfg.dataset).spec
+    flops = count_flops(build_model(cfg.model, spec), spec)
+    for row in rows:
+        assert (row["model"], row["input"], row["batch"], row["device"]) == (
+            "RCNN-8 (T=3)", [3, 24, 24], 2, "cpu")
+        assert row["images_per_s"] > 0 and row["forward_flops_per_image"] == flops
+        assert row["train_flops_per_s"] == pytest.approx(3 * flops * row["images_per_s"],
+                                                         rel=1e-2)
+        assert (row["launch_unit"], row["device_kernels_per_step"], row["peak_fraction"]) == (
+            "cpu_ops", None, None)
+        assert row["launches_per_step"] > 100  # an eager step: hundreds of ops
+        assert (row["row_epochs"], row["row_stages"], row["row_images_per_epoch"]) == (
+            400, 2, 50_000)  # the preset's cap, tune + retrain, CIFAR-10's training images
+        assert row["row_wall_s"] == pytest.approx(2 * 400 * 50_000 / row["images_per_s"],
+                                                  rel=1e-2)
+    table = "\n".join(lines[len(rows):])
+    assert "| rcnn96-24 | off | fp32 | on | 2 |" in table
+    saved = tmp_path / "rows.jsonl"
+    saved.write_text("\n".join(lines[:len(rows)]) + "\n")
+    assert bench_module().main(["--table", str(saved)]) == 0
+    assert capsys.readouterr().out.strip() == table.strip()
+
+
+@pytest.mark.parametrize(("args", "named"), [(["--steps", "0"], "--steps"),
+                                             (["--family", "resnet"], "resnet"),
+                                             (["--table", "/nonexistent.jsonl"], "--table")])
+def test_bench_train_refuses_bad_arguments_in_one_line(
+        args: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    try:
+        code = bench_module().main(args)
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and named in err, err
+
+
+def test_bench_gpu_sh_is_valid_bash() -> None:
+    proc = subprocess.run(["bash", "-n", str(REPO / "scripts" / "bench_gpu.sh")],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
