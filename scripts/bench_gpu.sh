@@ -3,18 +3,21 @@
 # RecNet-60-1280, C-RNN at 227) x compile mode (eager, Inductor, CUDA graphs) x precision
 # (fp32 with TF32, bf16) x channels_last (off, on), through scripts/bench_train.py.
 #
-#   bash scripts/bench_gpu.sh [OUT]        # OUT: a new folder (default bench-gpu/UTC-DATE-TIME)
+#   bash scripts/bench_gpu.sh [OUT]   # OUT: a new folder, relative to the repository root
+#                                     # (default outputs/bench-gpu/UTC-DATE-TIME)
 #
 # One process per (family, precision, layout), JOBS at a time: they compile in parallel on
 # the host's cores and take turns on the GPU for timing and profiling (--lock), so that no
-# two time at once. Writes OUT/<family>-<precision>-<layout>.jsonl (one JSON line per
-# variant, scripts/bench_train.py's fields) and .log (its stderr), OUT/table.md (the
-# Markdown table of every line), OUT/env.txt (commit, GPU, torch). Exit 1 when a job failed
+# two time at once. The others still compile meanwhile, which takes host cores from a
+# launch-bound (eager) step: JOBS=1 times on a quiet host, at the price of serial compiles.
+# Writes OUT/<family>-<precision>-<layout>.jsonl (one JSON line per variant, with
+# scripts/bench_train.py's fields) and .log (its stderr), OUT/table.md (the Markdown table
+# of every line), OUT/env.txt (commit, GPU, torch). Exit 1 when a job failed
 # (the others' results are kept; its .log says why).
 #
 # Environment (defaults in brackets): PY [.venv/bin/python], DEVICE [cuda], FAMILIES [all
 # four], MODES [off default reduce-overhead], PRECISIONS [fp32 bf16], LAYOUTS [off on],
-# JOBS [8], COMPILE_THREADS [2] (Inductor's compile workers per job), STEPS (steps and
+# JOBS [4], COMPILE_THREADS [2] (Inductor's compile workers per job), STEPS (steps and
 # rounds per variant for every family; default: --steps 50 --rounds 3, C-RNN --steps 10
 # --rounds 3), EXTRA (more bench_train.py arguments and overrides, e.g. "--batch 128").
 # A tiny run on CPU (checks the script, measures nothing):
@@ -23,14 +26,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-OUT=${1:-bench-gpu/$(date -u +%Y%m%d-%H%M%S)}
+OUT=${1:-outputs/bench-gpu/$(date -u +%Y%m%d-%H%M%S)}
 PY=${PY:-.venv/bin/python}
 DEVICE=${DEVICE:-cuda}
 FAMILIES=${FAMILIES:-rcnn96-24 rcnn96-32 recnet60-1280 crnn227}
 MODES=${MODES:-off default reduce-overhead}
 PRECISIONS=${PRECISIONS:-fp32 bf16}
 LAYOUTS=${LAYOUTS:-off on}
-JOBS=${JOBS:-8}
+JOBS=${JOBS:-4}
 COMPILE_THREADS=${COMPILE_THREADS:-2}
 EXTRA=${EXTRA:-}
 
