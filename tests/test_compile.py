@@ -184,17 +184,22 @@ class OpLog(TorchDispatchMode):
 
 
 def test_the_rnn_runs_its_matrix_products_in_the_autocast_dtype() -> None:
-    """bf16 asked, bf16 run: no fused RNN op (cuDNN's autocast wrapper takes fp16)."""
+    """bf16 asked, bf16 run: no fused RNN op (cuDNN's autocast wrapper takes fp16), and the
+    weights cast once per forward pass, not once per region."""
     torch.manual_seed(0)
     layer = QuadDirectionalRNN(8, hidden_size=8, directions=DIRECTIONS, bptt="window",
                                dropout=0.0)
-    with torch.autocast("cpu", dtype=torch.bfloat16), OpLog() as log:
-        out = layer(torch.randn(2, 8, 2, 3))
-    assert out.dtype == torch.bfloat16
-    products = {dtypes for (name, dtypes) in log.ops
-                if name in {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear"}}
-    assert products and all(set(dtypes) == {torch.bfloat16} for dtypes in products)
-    assert not [name for (name, _) in log.ops if "rnn" in name]
+    casts = []
+    for grid in ((2, 3), (4, 6)):
+        with torch.autocast("cpu", dtype=torch.bfloat16), OpLog() as log:
+            out = layer(torch.randn(2, 8, *grid))
+        assert out.dtype == torch.bfloat16
+        products = {dtypes for (name, dtypes) in log.ops
+                    if name in {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear"}}
+        assert products and all(set(dtypes) == {torch.bfloat16} for dtypes in products)
+        assert not [name for (name, _) in log.ops if "rnn" in name]
+        casts.append(sum(n for (name, _), n in log.ops.items() if name == "_to_copy"))
+    assert casts[0] == casts[1]
 
 
 @pytest.mark.gpu
@@ -239,6 +244,28 @@ def test_every_family_compiles_without_graph_breaks(family: str) -> None:
     explained = torch._dynamo.explain(model)(torch.randn(2, spec.in_channels, *spec.image_size))
     reasons = [reason.reason.splitlines()[0] for reason in explained.break_reasons]
     assert (explained.graph_break_count, explained.graph_count, reasons) == (0, 1, [])
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_compiled_crnn_equals_eager_in_logits_and_gradients() -> None:
+    """Inductor on CPU (minutes here: a C++ build): the recurrence compiles to the same
+    function, forward and backward, window BPTT on a 2x2 grid."""
+    cfg = compose_config(FAMILIES["crnn"] + ["model.dropout=0.0"])
+    spec = build_data(cfg.dataset).spec
+    torch.manual_seed(0)
+    model = build_model(cfg.model, spec)
+    x = torch.randn(2, spec.in_channels, *spec.image_size)
+    results = []
+    for run in (model, torch.compile(model)):
+        model.zero_grad()
+        logits = run(x)
+        logits.square().sum().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (eager, eager_grads), (compiled, compiled_grads) = results
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    for got, expected in zip(compiled_grads, eager_grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-3, atol=1e-6)
 
 
 # -- scripts/bench_train.py ------------------------------------------------------------------------

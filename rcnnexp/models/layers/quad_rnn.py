@@ -128,6 +128,8 @@ class QuadDirectionalRNN(nn.Module):
         bias = torch.stack([rnn.bias_ih_l0 for rnn in rnns]).unsqueeze(1)  # [D, 1, hid]
         d, n, t, c = seq.shape
         inputs = torch.baddbmm(bias, seq.reshape(d, n * t, c), w_ih).view(d, n, t, -1)
+        # in the autocast dtype once (autocast would cast the stacked W_hh at every step)
+        w_hh = w_hh.to(inputs.dtype)
         h = inputs.new_zeros(d, n, inputs.shape[-1])
         states = []
         for s in range(t):
