@@ -333,6 +333,22 @@ def test_bench_train_refuses_bad_arguments_in_one_line(
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and named in err, err
 
 
+@pytest.mark.gpu
+def test_bench_train_counts_cuda_launches_and_kernels_on_a_gpu() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_train.py"), "--family", "rcnn96-32",
+         "--device", "cuda", "--precision", "bf16", "--batch", "8", "--steps", "2",
+         "--rounds", "1", "--warmup", "2", "--profile-steps", "1", "model.K=16"],
+        env=cli_env(), text=True, capture_output=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.splitlines()[0])
+    assert (row["device"], row["precision"], row["launch_unit"]) == (
+        "cuda:0", "bf16", "cuda_launch_calls")
+    assert row["launches_per_step"] > 50 and row["device_kernels_per_step"] > 50
+    known = any(name in row["device_name"] for name in bench_module().PEAK_TFLOPS)
+    assert (row["peak_fraction"] is not None) == known
+
+
 def test_bench_gpu_sh_is_valid_bash() -> None:
     proc = subprocess.run(["bash", "-n", str(REPO / "scripts" / "bench_gpu.sh")],
                           capture_output=True, text=True, check=False)
