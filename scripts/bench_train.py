@@ -24,11 +24,11 @@ One JSON line per variant on stdout (``--markdown``: then a Markdown table), wit
 - ``images_per_s``: the median of ``--rounds`` timed blocks of ``--steps`` steps, after
   ``--warmup`` untimed steps (which include compiling: ``warmup_s``);
 - ``launches_per_step``, counted by torch.profiler over ``--profile-steps`` steps after the
-  timing (``launch_unit`` says what): on CUDA the host's kernel launch calls (cudaLaunchKernel,
-  cudaGraphLaunch, memcpy/memset; a CUDA-graph step is one), with ``device_kernels_per_step``
-  the kernels (and copies) the device ran; on CPU the top-level aten ops plus Inductor's
-  fused C++ kernels (which record themselves to the profiler for that:
-  ``torch._inductor.config.cpp.enable_kernel_profile``, on CPU only);
+  timing (``launch_unit`` says what): on CUDA the host's launch calls (cudaLaunchKernel,
+  cudaGraphLaunch, memcpy/memset: a replayed CUDA graph is one), with
+  ``device_kernels_per_step`` the kernels (and copies) the device ran; on CPU the top-level
+  aten ops (views too) plus Inductor's fused C++ kernels (which record themselves to the
+  profiler for that: ``torch._inductor.config.cpp.enable_kernel_profile``, on CPU only);
 - ``train_flops_per_s``: ``engine.summary.count_flops`` (forward FLOPs of one image) x 3 for
   forward and backward x images/s, and on a GPU in PEAK_TFLOPS its ``peak_fraction`` of the
   dense peak for the precision (bf16/fp16; fp32 with ``trainer.tf32``: TF32; else fp32);
