@@ -28,9 +28,9 @@ from conftest import (
 
 import rcnnexp.engine.trainer as trainer_module
 from rcnnexp.config import validate
-from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.resume import Interrupted
 from rcnnexp.engine.run import RunContext, train
+from rcnnexp.engine.schedules import Schedule
 from rcnnexp.errors import ConfigError
 
 RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false")
@@ -159,14 +159,15 @@ def test_an_interrupt_inside_an_epoch_resumes_from_its_batch_bit_identically(
         caplog: pytest.LogCaptureFixture, sig: signal.Signals, step: int, epoch: int,
         batch: int) -> None:
     run_dir = tmp_path / "run"
-    real_scalar = RunLogger.scalar
+    real_step = Schedule.step
 
-    def scalar(self: RunLogger, tag: str, value: float, at: int) -> None:
-        real_scalar(self, tag, value, at)
-        if tag == "train/lr" and at == step:  # the signal arrives in the middle of a step
+    def schedule_step(self: Schedule) -> float:
+        lr = real_step(self)
+        if self.iteration == step:  # the signal arrives in the middle of step `step`
             os.kill(os.getpid(), sig)
+        return lr
 
-    monkeypatch.setattr(RunLogger, "scalar", scalar)
+    monkeypatch.setattr(Schedule, "step", schedule_step)
     with caplog.at_level(logging.INFO, logger="rcnnexp"), pytest.raises(SystemExit) as stopped:
         train_in_process(run_dir, "trainer.epochs=2")
     monkeypatch.undo()

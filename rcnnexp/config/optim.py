@@ -16,6 +16,10 @@ class SGDConfig:
     nesterov: bool = False  # Nesterov momentum
     dampening: float = 0.0  # of the momentum (torch.optim.SGD)
     weight_decay: float = 5e-4  # L2 penalty on every parameter
+    # one kernel for the whole update, its learning rate read from the device (no step
+    # waits for the host); null: fused on CUDA, the per-parameter loop elsewhere (on CPU
+    # that keeps runs bit-identical to earlier ones)
+    fused: bool | None = None
 
     def __post_init__(self) -> None:
         finite(lr=self.lr, momentum=self.momentum, dampening=self.dampening,
@@ -37,6 +41,7 @@ class AdamConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8  # added to the denominator for numerical stability
     weight_decay: float = 0.0  # L2 penalty on every parameter
+    fused: bool | None = None  # as optim.fused of sgd: null is fused on CUDA
 
     def __post_init__(self) -> None:
         finite(lr=self.lr, eps=self.eps, weight_decay=self.weight_decay)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from rcnnexp.config.checks import non_negative, positive, require, seed
 
@@ -15,23 +17,48 @@ class Device(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"  # bf16 on CUDA (tensor cores, no loss scaling), fp32 on CPU (exact resume)
     fp32 = "fp32"
     bf16 = "bf16"  # autocast to bfloat16
     fp16 = "fp16"  # autocast to float16, with a gradient scaler
+
+
+class Compile(str, Enum):
+    """``torch.compile`` of the training model (rcnnexp/engine/acceleration.py); the names
+    are torch's modes with ``_`` for ``-`` (Hydra's enums take member names)."""
+
+    off = "off"  # eager
+    default = "default"  # fused kernels (Inductor)
+    reduce_overhead = "reduce-overhead"  # and CUDA graphs: a step is one launch on CUDA
+    max_autotune = "max-autotune"  # and benchmarked kernel choices (a longer compile)
 
 
 @dataclass
 class TrainerConfig:
     epochs: int = 30  # passes over the training images
     batch_size: int = 64  # training images per optimizer step
-    eval_batch_size: int = 256  # views per evaluation batch (at least one image)
+    # images per evaluation batch; a batch holds images x the dataset's test-time views
+    # (256 images of 9 views: 2,304 views), so lower it for many views on a small memory
+    eval_batch_size: int = 256
     device: Device = Device.auto
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision.auto
     # seeds initialisation, batch order and augmentation (the splits: dataset.split_seed)
     seed: int = 0
-    # deterministic algorithms (torch.use_deterministic_algorithms); a resumed run on CPU
-    # then ends exactly where an uninterrupted one does
-    deterministic: bool = True
+    # deterministic algorithms (torch.use_deterministic_algorithms), which make a resumed
+    # run on CPU end exactly where an uninterrupted one does; null: on for CPU, off for CUDA,
+    # where they turn off cuDNN's autotuning (then on) and make every empty() fill memory
+    deterministic: bool | None = None
+    # TF32 tensor-core products for fp32 matmuls and convolutions on CUDA (fp32 sums, a 10-bit
+    # mantissa in the products; Ampere and later): several times faster, and well within
+    # what training noise hides. No effect on CPU or under bf16/fp16
+    tf32: bool = True
+    # the model and its input batches in channels_last (NHWC) memory format, which cuDNN's
+    # fastest bf16/fp16 convolutions use; off by default: what it gains depends on the model
+    # (LRN and recurrent layers convert back), measured by scripts/bench_train.py
+    channels_last: bool = False
+    # torch.compile of the training model; off by default: compiling costs minutes at the
+    # start and again for each new input shape, worth it for paper-length runs on CUDA
+    compile: Compile = Compile.off
     eval_every: int = 1  # epochs between evaluations of val and test (and the last epoch)
     log_every: int = 10  # iterations between step-level TensorBoard scalars
     workers: int = 4  # DataLoader worker processes, for datasets that read files
@@ -43,6 +70,11 @@ class TrainerConfig:
     # null: a fresh run; "auto": continue from checkpoints/last.pt in this run directory
     # when it exists; a path: continue from that checkpoint
     resume: str | None = None
+    # also save checkpoints/last.pt inside an epoch every this many steps and/or minutes
+    # (null: only at epoch ends), so that a preempted job loses little; it resumes from
+    # that batch exactly as from an epoch's end
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_minutes: float | None = None
 
     def __post_init__(self) -> None:
         positive("trainer.epochs", self.epochs)
@@ -53,3 +85,33 @@ class TrainerConfig:
         non_negative("trainer.workers", self.workers)
         seed("trainer.seed", self.seed)
         require(self.resume != "", "trainer.resume must be null, 'auto' or a checkpoint path")
+        if self.checkpoint_every_steps is not None:
+            positive("trainer.checkpoint_every_steps", self.checkpoint_every_steps)
+        if self.checkpoint_every_minutes is not None:
+            positive("trainer.checkpoint_every_minutes", self.checkpoint_every_minutes)
+
+
+def resolved_precision(precision: str, device_type: str) -> str:
+    """``trainer.precision`` on a device: ``auto`` is bf16 on CUDA, fp32 elsewhere."""
+    if precision != Precision.auto.value:
+        return precision
+    return Precision.bf16.value if device_type == "cuda" else Precision.fp32.value
+
+
+def resolved_deterministic(deterministic: bool | None, device_type: str) -> bool:
+    """``trainer.deterministic`` on a device: null is on for CPU, off for CUDA."""
+    return device_type != "cuda" if deterministic is None else deterministic
+
+
+def resolved_settings(plain: dict[str, Any], device_type: str) -> dict[str, Any]:
+    """A plain config (a checkpoint's) with ``trainer.precision`` and
+    ``trainer.deterministic`` as they resolve on ``device_type``: what the run trains with."""
+    out = copy.deepcopy(plain)
+    trainer = out.get("trainer")
+    if isinstance(trainer, dict):
+        if "precision" in trainer:
+            trainer["precision"] = resolved_precision(trainer["precision"], device_type)
+        if "deterministic" in trainer:
+            trainer["deterministic"] = resolved_deterministic(trainer["deterministic"],
+                                                              device_type)
+    return out

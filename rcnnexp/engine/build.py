@@ -54,7 +54,18 @@ def build_optimizer(cfg: DictConfig, params: Iterable[torch.nn.Parameter]
     trainable = [p for p in params if p.requires_grad]
     if not trainable:
         raise ConfigError("no parameter is left to train (check finetune.trainable)")
-    return _instantiate("optim", cfg, params=trainable)
+    if "fused" not in cfg:
+        return _instantiate("optim", cfg, params=trainable)
+    return _instantiate("optim", cfg, params=trainable, fused=use_fused(cfg.fused, trainable))
+
+
+def use_fused(fused: bool | None, params: list[torch.nn.Parameter]) -> bool | None:
+    """What to pass as ``fused`` for ``optim.fused`` and these parameters: null is fused
+    where all of them are on CUDA. Not fused is None, not False: an explicit False would
+    also turn off the foreach step PyTorch picks by default on CUDA."""
+    if fused is None:
+        fused = all(p.device.type == "cuda" for p in params)
+    return True if fused else None
 
 
 def build_schedule(cfg: DictConfig, optimizer: torch.optim.Optimizer, iters_per_epoch: int,

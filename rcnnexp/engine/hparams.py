@@ -34,6 +34,7 @@ FINAL_RUN = "final"  # the sub-run of a run's tb/ that holds them
 FIRST_CHOICES = ("model", "dataset", "experiment")
 # config keys that describe how a run is executed or stored, not what it trains
 BOOKKEEPING = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.log_every",
+               "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
                "dataset.root", "dataset.download")
 
 HParam = bool | int | float | str

@@ -21,16 +21,19 @@ from pathlib import Path
 from typing import Any
 
 from rcnnexp.config import with_new_keys
+from rcnnexp.config.trainer import resolved_settings
 from rcnnexp.engine.checkpoint import TRAINING_KEYS, config_differences, load_checkpoint
 from rcnnexp.engine.stages import Stage
 from rcnnexp.errors import CheckpointError, ConfigError
 
 # keys that may differ between a checkpoint and the run that resumes it: how a run is watched
-# and where it runs, and what only describes it (the paper's row it is compared with; the
+# and saved, where it runs and in which kernels (compile, channels_last: the same sums), and
+# what only describes it (the paper's row it is compared with; the
 # pretrained checkpoints a table offers, whose use is finetune.checkpoint, compared itself)
 RESUMABLE_CHANGES = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.device",
                      "trainer.eval_batch_size", "trainer.log_every", "trainer.epochs", "paper",
-                     "finetune.pretrained")
+                     "finetune.pretrained", "trainer.compile", "trainer.channels_last",
+                     "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes")
 
 
 @dataclass
@@ -107,9 +110,18 @@ def finished_tune(stages: list[Stage], point: ResumePoint) -> dict[str, Any] | N
                               "to redo stage 2, or the whole directory to start over") from None
 
 
-def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path) -> None:
-    """A resumed run must be configured as the run that wrote the checkpoint."""
-    diffs = [d for d in config_differences(with_new_keys(ckpt.get("config", {})), plain)
+def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path, *,
+                   device_type: str | None = None) -> None:
+    """A resumed run must be configured as the run that wrote the checkpoint.
+
+    With ``device_type`` (where the resumed run trains), the trainer keys whose ``auto``
+    depends on the device compare as what they resolve to there: a run written before
+    ``trainer.precision=auto`` (with fp32) resumes on CPU under the new default.
+    """
+    stored = with_new_keys(ckpt.get("config", {}))
+    if device_type is not None:
+        stored, plain = (resolved_settings(c, device_type) for c in (stored, plain))
+    diffs = [d for d in config_differences(stored, plain)
              if not d.startswith(RESUMABLE_CHANGES)]
     if not diffs:
         return

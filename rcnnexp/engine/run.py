@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from rcnnexp.config import Config, to_plain, validate
 from rcnnexp.data.base import DataModule
+from rcnnexp.engine.acceleration import accelerate, configure_backends
 from rcnnexp.engine.build import (
     build_data,
     build_model,
@@ -92,14 +93,15 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     training then sets it up again: a cost of seconds, against a directory left half made).
     """
     typed = validate(cfg)
-    make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    runtime = make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
     stages = plan_stages(run_dir, typed.trainer.retrain)
     point = resume_point(stages, typed.trainer.resume)
     tune = finished_tune(stages, point)
     stage = stages[point.stage] if tune is None else stages[point.stage].with_tune(tune)
     if point.checkpoint is not None:
         assert point.path is not None
-        check_same_run(point.checkpoint, to_plain(cfg), point.path)
+        check_same_run(point.checkpoint, to_plain(cfg), point.path,
+                       device_type=runtime.device.type)
     data = build_data(cfg.dataset)
     data.setup(torch.device("cpu"), 0, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, typed.trainer.batch_size)
@@ -111,7 +113,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     write the stage's results.json into its directory."""
     tc = dataclasses.replace(typed.trainer, epochs=stage.epochs(typed.trainer.epochs))
     runtime = make_runtime(tc.device.value, tc.precision.value)
-    seed_everything(tc.seed, tc.deterministic)
+    seed_everything(tc.seed)
+    configure_backends(tc, runtime.device)
 
     data = build_data(cfg.dataset)
     model = build_model(cfg.model, data.spec).to(runtime.device)
@@ -121,6 +124,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     data.setup(runtime.device, tc.workers, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, tc.batch_size, runtime.world_size)
     iters = data.num_train_batches(tc.batch_size, runtime.world_size)
+    train_model = accelerate(model, tc, runtime.device)  # what a step calls; model is saved
     optimizer = build_optimizer(cfg.optim, model.parameters())
     schedule = build_schedule(stage.schedule(cfg.schedule), optimizer, iters, tc.epochs)
 
@@ -131,7 +135,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         meta["tune"] = stage.tune
     if ckpt is not None:
         assert source is not None
-        check_same_run(ckpt, plain, source)
+        check_same_run(ckpt, plain, source, device_type=runtime.device.type)
     # TensorBoard drops what an interrupted run logged after the checkpoint it resumes
     # from (everything, when it starts the stage over)
     purge_step = ckpt["state"]["step"] + 1 if ckpt else 0
@@ -140,7 +144,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
                         start_epoch=ckpt["state"]["epoch"] if ckpt else 0,
                         bars=None if tc.progress else False)
     trainer = Trainer(model, data, optimizer, schedule, runtime, tc, logger, progress,
-                      stage.directory / "checkpoints", meta)
+                      stage.directory / "checkpoints", meta, train_model=train_model)
     if ckpt is not None:
         trainer.restore(ckpt, source)
         after = (f"batch {trainer.state.batch} of epoch {trainer.state.epoch + 1}"

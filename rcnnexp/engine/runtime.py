@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rcnnexp.config.trainer import resolved_precision
 from rcnnexp.errors import ConfigError
 
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -51,7 +52,8 @@ class Runtime:
 
 
 def make_runtime(device: str, precision: str) -> Runtime:
-    """Resolve ``trainer.device`` (auto|cpu|cuda) and the process rank from the environment."""
+    """Resolve ``trainer.device`` (auto|cpu|cuda), ``trainer.precision`` (auto: by device)
+    and the process rank from the environment."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -63,19 +65,15 @@ def make_runtime(device: str, precision: str) -> Runtime:
     dev = torch.device("cuda", local_rank) if device == "cuda" else torch.device("cpu")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    return Runtime(device=dev, precision=precision, rank=rank, world_size=world_size)
+    return Runtime(device=dev, precision=resolved_precision(precision, dev.type), rank=rank,
+                   world_size=world_size)
 
 
-def seed_everything(seed: int, deterministic: bool) -> None:
-    """Seed python, numpy and torch; optionally insist on deterministic kernels."""
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (the kernels' flags: acceleration.configure_backends)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
-    torch.backends.cudnn.benchmark = not deterministic
-    if deterministic:
-        # cuBLAS needs this for deterministic matrix products on CUDA >= 10.2
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:

@@ -6,6 +6,11 @@ current iteration (``shape``), times an optional linear warm-up. Iteration-based
 only needs the iteration counter; the plateau schedule also keeps what it has seen of the
 monitored metric. Schedules are built from the ``schedule`` config group through its
 ``_target_``, with ``optimizer``, ``iters_per_epoch`` and ``epochs`` supplied by the engine.
+
+A fused optimizer (``optim.fused``) reads its learning rate from a tensor on its parameters'
+device, which the schedule fills each step: a step then sends the rate with the kernel's
+launch and never waits for the device. Other optimizers get a Python float, which they
+use as it is (a float32 tensor would round it, and the foreach step reads a tensor back).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class Schedule:
         self.warmup_iters = round(warmup_epochs * iters_per_epoch)
         self.warmup_start = warmup_start
         for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+            group.setdefault("initial_lr", float(group["lr"]))
+        self.device_lrs = [device_lr(group) for group in optimizer.param_groups]
         self.iteration = 0
 
     # -- the schedule's shape ---------------------------------------------------------------
@@ -54,12 +60,19 @@ class Schedule:
 
     # -- driving it ---------------------------------------------------------------------------
     def step(self) -> float:
-        """Set the learning rate for the coming iteration; returns the first group's lr."""
+        """Set the learning rate for the coming iteration; returns the first group's lr
+        (a float computed here: reading it needs nothing from the device)."""
         f = self.factor(self.iteration)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] * f
+        rates = []
+        for group, on_device in zip(self.optimizer.param_groups, self.device_lrs, strict=True):
+            lr = group["initial_lr"] * f
+            rates.append(lr)
+            if on_device is None:
+                group["lr"] = lr
+            else:  # (again after a restored optimizer state put the checkpoint's there)
+                group["lr"] = on_device.fill_(lr)
         self.iteration += 1
-        return self.optimizer.param_groups[0]["lr"]
+        return rates[0]
 
     def on_eval(self, metrics: dict[str, float]) -> None:
         """Called after each evaluation with the epoch's metrics (only plateau listens)."""
@@ -81,6 +94,15 @@ class Schedule:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.iteration = int(state["iteration"])
+
+
+def device_lr(group: dict[str, Any]) -> torch.Tensor | None:
+    """The tensor a fused optimizer's group reads its rate from (float32, as its kernels
+    read it), on its parameters' device; None for other optimizers."""
+    if not group.get("fused"):
+        return None
+    return torch.tensor(float(group["lr"]), dtype=torch.float32,
+                        device=group["params"][0].device)
 
 
 class ConstantSchedule(Schedule):

@@ -55,8 +55,12 @@ class Trainer:
     def __init__(self, model: torch.nn.Module, data: DataModule,
                  optimizer: torch.optim.Optimizer, schedule: Schedule, runtime: Runtime,
                  config: TrainerConfig, logger: RunLogger, progress: Progress,
-                 checkpoint_dir: Path, checkpoint_meta: dict[str, Any]) -> None:
-        self.model = model
+                 checkpoint_dir: Path, checkpoint_meta: dict[str, Any],
+                 train_model: torch.nn.Module | None = None) -> None:
+        self.model = model  # what checkpoints hold and evaluation calls
+        # what a training step calls (acceleration.accelerate): the model, or a compiled /
+        # channels_last form of it sharing its parameters
+        self.train_model = model if train_model is None else train_model
         self.data = data
         self.optimizer = optimizer
         self.schedule = schedule
@@ -70,6 +74,7 @@ class Trainer:
         self.state = TrainState()
         self.stopped_early = False
         self._started = time.perf_counter()
+        self._saved_at = self._started  # the last checkpoint (trainer.checkpoint_every_minutes)
 
     # -- checkpoints --------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
@@ -120,6 +125,7 @@ class Trainer:
             return
         last = self.checkpoint_dir / "last.pt"
         save_checkpoint(last, self.checkpoint())
+        self._saved_at = time.perf_counter()
         if is_best:
             copy_checkpoint(last, self.checkpoint_dir / "best.pt")
 
@@ -143,6 +149,13 @@ class Trainer:
             f"{self.state.step}): training diverged and stopped; {kept}; start again with a "
             f"lower learning rate (it was {self.optimizer.param_groups[0]['lr']:g} at that "
             "step: optim.lr, schedule)")
+
+    def checkpoint_due(self) -> bool:
+        """Whether ``trainer.checkpoint_every_steps`` or ``_minutes`` asks for a checkpoint
+        after this step."""
+        steps, minutes = self.cfg.checkpoint_every_steps, self.cfg.checkpoint_every_minutes
+        return ((steps is not None and self.state.step % steps == 0) or (
+            minutes is not None and time.perf_counter() - self._saved_at >= 60 * minutes))
 
     @property
     def elapsed_s(self) -> float:
@@ -174,7 +187,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int, stop: StopRequest) -> dict[str, float]:
         """One epoch's steps, from the batch a mid-epoch checkpoint stopped at, if any."""
-        model, runtime, cfg = self.model, self.runtime, self.cfg
+        model, runtime, cfg = self.train_model, self.runtime, self.cfg
         model.train()
         total = self.data.num_train_batches(cfg.batch_size, runtime.world_size)
         generator = epoch_generator(cfg.seed, epoch, runtime.device)
@@ -189,7 +202,9 @@ class Trainer:
         batches = itertools.islice(batches, first, None)
         start = time.perf_counter()
         window_start, window_images = start, 0
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = float(self.optimizer.param_groups[0]["lr"])  # (an epoch resumed at its end)
+        # nothing in a step reads a value back from the device (a host sync): the sums
+        # stay there and are read once per log_every
         for i, (x, y) in enumerate(self.progress.batches(batches, total - first, epoch), first):
             lr = self.schedule.step()
             with runtime.autocast():
@@ -204,14 +219,13 @@ class Trainer:
                 window[0] += loss.detach() * len(y)
                 window[1] += topk_correct(logits.detach(), y, 1)
                 window[2] += len(y)
-            self.logger.scalar("train/lr", lr, self.state.step)
             window_images += len(y)
             if self.state.step % cfg.log_every == 0:
                 loss_w, correct_w, n_w = window.tolist()
                 self.check_finite(loss_w, epoch)
                 now = time.perf_counter()
                 ips = window_images * runtime.world_size / max(now - window_start, 1e-9)
-                self.logger.scalars({"loss_step": loss_w / n_w,
+                self.logger.scalars({"lr": lr, "loss_step": loss_w / n_w,
                                      "top1_step": 100 * correct_w / n_w, "images_per_s": ips},
                                     self.state.step, prefix="train/")
                 self.progress.postfix(loss=loss_w / n_w, acc=100 * correct_w / n_w, img_s=ips)
@@ -221,6 +235,8 @@ class Trainer:
             if stop.signum is not None:
                 self.save_inside_epoch(epoch, i + 1, sums, window)
                 raise Interrupted(stop.signum)
+            if i + 1 < total and self.checkpoint_due():  # (the epoch's end saves anyway)
+                self.save_inside_epoch(epoch, i + 1, sums, window)
         self.state.batch, self.state.epoch_sums = 0, []
         sums += window
         loss_sum, correct, n = sums.tolist()

@@ -31,14 +31,16 @@ from torch import nn
 
 from rcnnexp.models.arguments import alexnet_channels
 from rcnnexp.models.base import ImageClassifier
+from rcnnexp.models.layers.lrn import LocalResponseNorm
 
 
 def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(3, stride=2, ceil_mode=True)  # Caffe rounds pooled sizes up
 
 
-def _lrn() -> nn.LocalResponseNorm:
-    return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
+def _lrn() -> LocalResponseNorm:
+    """Caffe's LRN, in the autocast dtype (layers/lrn.py)."""
+    return LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
 
 
 class AlexNetFeatures(nn.Sequential):

@@ -21,14 +21,26 @@ next window detached from the graph, so gradients stop at window boundaries;
 ``bptt="sequence"`` back-propagates through the whole sequence. Forward values are the
 same either way.
 
-Each direction is a ``torch.nn.RNN`` (so cuDNN runs it on GPU) with the paper's single bias
-b: ``bias_ih`` is b and ``bias_hh`` is a constant zero buffer (:class:`SingleBiasRNN`), so a
-direction has 2 x 256 x 256 weights + 256 biases. Initialisation (unstated): PyTorch's
+Each direction's parameters are those of a one-layer ReLU ``torch.nn.RNN``, by the same names
+(:class:`SingleBiasRNN`), less ``nn.RNN``'s second bias: ``bias_ih`` is the paper's single
+bias b, so a direction has 2 x 256 x 256 weights + 256 biases. Initialisation (unstated): PyTorch's
 U(-1/sqrt(hidden), 1/sqrt(hidden)).
+
+The recurrence is not ``nn.RNN``'s forward but its equations written as batched matrix
+products over the short conv5 sequences (36 regions at 227x227), all directions at once:
+one product for every ``W_ih x(s) + b``, then one ``W_hh h(s-1)`` per region. That is the
+same function to float tolerance with the same parameters (and state_dict keys), and
+
+- ``torch.compile`` traces it whole: Dynamo does not trace ``nn.RNN`` modules (C-RNN's
+  four compiled with 5 graph breaks), and
+- autocast runs it in the asked dtype: autocast sends ``nn.RNN`` on CUDA to cuDNN in fp16
+  whatever dtype was asked (``_cudnn_rnn``'s autocast wrapper casts to ``kHalf``), while
+  matrix products follow ``torch.autocast(dtype=...)``, bf16 included.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -41,19 +53,32 @@ ROWS = (Direction.left_to_right, Direction.right_to_left)  # windows of one row
 REVERSED = (Direction.right_to_left, Direction.bottom_to_top)  # from the bottom-right region
 
 
-class SingleBiasRNN(nn.RNN):
-    """One-layer ReLU ``nn.RNN`` (batch first) with one bias vector, as the paper's b.
+class SingleBiasRNN(nn.Module):
+    """One direction's parameters: a one-layer ReLU RNN with one bias vector, the paper's b.
 
-    ``nn.RNN`` adds two biases, ``b_ih + b_hh``; here ``bias_hh_l0`` is a zero buffer (not
-    a parameter, not saved), so it stays zero whatever trains or freezes the module.
+    Named, shaped and initialised as ``nn.RNN(input_size, hidden_size, nonlinearity="relu")``'s
+    (``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0``, each U(-1/sqrt(hidden),
+    1/sqrt(hidden)), drawn in nn.RNN's order, so that checkpoints and seeds of the time this
+    was an ``nn.RNN`` give the same model), without ``bias_hh_l0``: ``nn.RNN`` adds two
+    biases, ``b_ih + b_hh``, the paper one. :class:`QuadDirectionalRNN` runs the recurrence.
     """
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
-        super().__init__(input_size, hidden_size, nonlinearity="relu", batch_first=True)
-        zeros = torch.zeros_like(self.bias_hh_l0.data)
-        del self.bias_hh_l0
-        self.register_buffer("bias_hh_l0", None, persistent=False)
-        self.bias_hh_l0 = zeros  # nn.RNN's __setattr__ also puts it into _flat_weights
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.empty(hidden_size, input_size))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        dropped_bias_hh = torch.empty(self.hidden_size)  # drawn as nn.RNN draws it, not kept
+        for tensor in (self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, dropped_bias_hh):
+            nn.init.uniform_(tensor, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight_ih_l0.shape[1]}, {self.hidden_size}, nonlinearity=relu"
 
 
 class QuadDirectionalRNN(nn.Module):
@@ -93,22 +118,47 @@ class QuadDirectionalRNN(nn.Module):
             seq = seq.reshape(n, width, height, dim).transpose(1, 2).reshape(n, -1, dim)
         return seq
 
-    def _run(self, rnn: nn.RNN, seq: torch.Tensor, window: int) -> torch.Tensor:
-        if self.bptt is BPTT.sequence:
-            return rnn(seq)[0]
-        outputs, state = [], None
-        for start in range(0, seq.shape[1], window):
-            out, last = rnn(seq[:, start:start + window], state)
-            outputs.append(out)
-            state = last.detach()  # BPTT over one window: no gradient into the previous one
-        return torch.cat(outputs, dim=1)
+    def _recur(self, seq: torch.Tensor, windows: Sequence[int]) -> torch.Tensor:
+        """``h(s) = ReLU(W_hh h(s-1) + W_ih x(s) + b)`` for the stacked sequences ``[D, N, T,
+        C]`` of the D directions (direction d's state detached every ``windows[d]`` regions
+        with window BPTT) -> the states ``[D, N, T, hidden]``."""
+        rnns = list(self.rnns.values())
+        w_ih = torch.stack([rnn.weight_ih_l0 for rnn in rnns]).transpose(1, 2)  # [D, C, hid]
+        w_hh = torch.stack([rnn.weight_hh_l0 for rnn in rnns]).transpose(1, 2)  # [D, hid, hid]
+        bias = torch.stack([rnn.bias_ih_l0 for rnn in rnns]).unsqueeze(1)  # [D, 1, hid]
+        d, n, t, c = seq.shape
+        inputs = torch.baddbmm(bias, seq.reshape(d, n * t, c), w_ih).view(d, n, t, -1)
+        # in the autocast dtype once (autocast would cast the stacked W_hh at every step)
+        w_hh = w_hh.to(inputs.dtype)
+        h = inputs.new_zeros(d, n, inputs.shape[-1])
+        states = []
+        for s in range(t):
+            if s > 0 and self.bptt is BPTT.window:
+                h = self._detach_at_window_start(h, s, windows)
+            h = torch.relu(torch.baddbmm(inputs[:, :, s], h, w_hh))
+            states.append(h)
+        return torch.stack(states, dim=2)
+
+    @staticmethod
+    def _detach_at_window_start(h: torch.Tensor, step: int,
+                                windows: Sequence[int]) -> torch.Tensor:
+        """The state carried into a new window, detached from the graph (BPTT over one
+        window: no gradient into the previous one), per direction."""
+        starts = [step % window == 0 for window in windows]
+        if all(starts):
+            return h.detach()
+        if not any(starts):
+            return h
+        return torch.stack([hd.detach() if start else hd
+                            for hd, start in zip(h.unbind(0), starts, strict=True)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _, _, height, width = x.shape
+        scans = [self.scan(x, direction) for direction in self.rnns]
+        states = self._recur(torch.stack([seq for seq, _ in scans]), [w for _, w in scans])
         total: torch.Tensor | None = None
-        for direction, rnn in self.rnns.items():
-            seq, window = self.scan(x, direction)
-            out = self.unscan(self._run(rnn, seq, window), direction, height, width)
+        for direction, out in zip(self.rnns, states.unbind(0), strict=True):
+            out = self.unscan(out, direction, height, width)
             total = out if total is None else total + out
         assert total is not None
         return self.dropout(total)

@@ -15,11 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rcnnexp.models.layers.lrn import LocalResponseNorm
 
-def rcnn_lrn(channels: int, alpha: float) -> nn.LocalResponseNorm:
+
+def rcnn_lrn(channels: int, alpha: float) -> LocalResponseNorm:
     """LRN over N = K/8 + 1 neighbouring maps with beta = 0.75 (the paper's); the paper's
-    alpha is 0.001 (``model.lrn_alpha``)."""
-    return nn.LocalResponseNorm(channels // 8 + 1, alpha=alpha, beta=0.75, k=1.0)
+    alpha is 0.001 (``model.lrn_alpha``). It runs in the autocast dtype (layers/lrn.py)."""
+    return LocalResponseNorm(channels // 8 + 1, alpha=alpha, beta=0.75, k=1.0)
 
 
 class RCL(nn.Module):

@@ -1,0 +1,74 @@
+"""How fast a run's kernels go: the backends' flags, channels_last and torch.compile.
+
+:func:`configure_backends` sets the process-wide flags a run's ``trainer`` keys ask for
+(deterministic algorithms, cuDNN autotuning, TF32), resolved for the device.
+:func:`accelerate` returns the module the training step calls: the model itself, or the model
+in channels_last and/or compiled. Either way the plain model keeps its parameters (the
+training module shares them), so checkpoints hold the plain model's ``state_dict`` (no
+``_orig_mod.`` prefix) and load into an eager or a compiled run alike. Evaluation calls the
+plain model: its batch shapes (views, a smaller last batch) would recompile a compiled one,
+and it is a small part of a run's time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from rcnnexp.config.trainer import Compile, TrainerConfig, resolved_deterministic
+
+
+def configure_backends(cfg: TrainerConfig, device: torch.device) -> None:
+    """Deterministic algorithms or cuDNN autotuning, and TF32, as ``cfg`` asks on ``device``."""
+    deterministic = resolved_deterministic(cfg.deterministic, device.type)
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    # autotuning picks the fastest convolution for each shape, which may differ between runs
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:
+        # cuBLAS needs this for deterministic matrix products on CUDA >= 10.2
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    tf32 = cfg.tf32 and device.type == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+
+class Accelerated(torch.nn.Module):
+    """The training module: inputs in channels_last when the model is, then the model or its
+    compiled form. Eager itself, so that a new CUDA-graph step can be marked before each call."""
+
+    def __init__(self, model: torch.nn.Module, channels_last: bool, compile_mode: Compile
+                 ) -> None:
+        super().__init__()
+        self.channels_last = channels_last
+        self.cuda_graphs = compile_mode == Compile.reduce_overhead
+        self.inner = (model if compile_mode == Compile.off
+                      else torch.compile(model, mode=compile_mode.value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.cuda_graphs:
+            # a training step is one replay: the previous step's outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
+        return self.inner(x)
+
+
+def accelerate(model: torch.nn.Module, cfg: TrainerConfig, device: torch.device
+               ) -> torch.nn.Module:
+    """The module a training step calls for ``model`` on ``device``; ``model`` itself when
+    ``cfg`` asks for neither channels_last nor compile.
+
+    channels_last converts ``model``'s own parameters (in place: the optimizer and the
+    checkpoints see the same tensors); build the optimizer after this or before, alike.
+    A DistributedDataParallel wrapper goes around the returned module.
+    """
+    if not cfg.channels_last and cfg.compile == Compile.off:
+        return model
+    if cfg.channels_last:
+        model.to(device=device, memory_format=torch.channels_last)
+    return Accelerated(model, cfg.channels_last, cfg.compile)
+
+
+__all__ = ["Accelerated", "accelerate", "configure_backends"]
