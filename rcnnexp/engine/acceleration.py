@@ -44,7 +44,7 @@ class Accelerated(torch.nn.Module):
         self.channels_last = channels_last
         self.cuda_graphs = compile_mode == Compile.reduce_overhead
         self.inner = (model if compile_mode == Compile.off
-                      else torch.compile(model, mode=compile_mode.value))
+                      else torch.compile(model, mode=compile_mode.mode))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
