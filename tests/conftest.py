@@ -262,6 +262,22 @@ def one_thread() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="module")
+def backends_restored() -> Iterator[None]:
+    """In-process runs set process-wide flags (acceleration.configure_backends: deterministic
+    algorithms, TF32, cuDNN autotuning; Inductor's eager random numbers): undo them."""
+    import torch._inductor.config as inductor
+
+    before = (torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision(),
+              torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+              inductor.fallback_random)
+    yield
+    torch.use_deterministic_algorithms(before[0])
+    torch.set_float32_matmul_precision(before[1])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = before[2:4]
+    inductor.fallback_random = before[4]
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"

@@ -222,10 +222,10 @@ def test_distributed_shards_are_disjoint(root: Path) -> None:
     assert len(torch.unique(torch.cat(parts), dim=0)) == sum(len(p) for p in parts)
 
 
-def test_eval_batches_hold_at_most_batch_size_views(root: Path) -> None:
+def test_eval_batches_hold_batch_size_images_with_all_their_views(root: Path) -> None:
     data = load("cifar10", root, "dataset.crop=24", "dataset.views=grid9")
-    shapes = [tuple(x.shape) for x, _ in data.eval_batches("test", 20)]
-    assert shapes[0] == (2, 9, 3, 24, 24)
+    shapes = [tuple(x.shape) for x, _ in data.eval_batches("test", 4)]
+    assert shapes[0] == (4, 9, 3, 24, 24)  # trainer.eval_batch_size counts images
     assert sum(s[0] for s in shapes) == CIFAR_TEST
 
 

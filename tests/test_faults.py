@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -36,14 +35,6 @@ from rcnnexp.errors import ConfigError
 RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false")
 
 
-@pytest.fixture(scope="module")
-def deterministic_flag_restored() -> Any:
-    """In-process runs switch on deterministic algorithms for the whole process: undo it."""
-    before = torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.use_deterministic_algorithms(before)
-
-
 def train_in_process(run_dir: Path, *overrides: str) -> None:
     train(compose_config([*RUN, *overrides]), RunContext(run_dir=run_dir))
 
@@ -58,7 +49,7 @@ def epoch_of(path: Path) -> int:
 
 @pytest.mark.parametrize(("epochs", "killed_at_copy"), [(1, 1), (3, 2)])
 def test_a_kill_between_last_pt_and_best_pt_is_mended_on_resume(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deterministic_flag_restored: None,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backends_restored: None,
         epochs: int, killed_at_copy: int) -> None:
     """Killed after last.pt was written and before it was copied to best.pt: best.pt is
     missing (epochs=1) or an epoch behind (epochs=3, whose epoch 2 is its best); the resumed
@@ -143,7 +134,7 @@ def test_a_checkpoint_with_only_its_format_is_refused_by_eval(tmp_path: Path) ->
 
 @pytest.fixture(scope="module")
 def whole_in_process(tmp_path_factory: pytest.TempPathFactory,
-                     deterministic_flag_restored: None) -> Path:
+                     backends_restored: None) -> Path:
     run_dir = tmp_path_factory.mktemp("whole") / "run"
     with one_torch_thread():  # as the test's own runs (one_thread): bit for bit
         train_in_process(run_dir, "trainer.epochs=2")

@@ -24,13 +24,20 @@ class Precision(str, Enum):
 
 
 class Compile(str, Enum):
-    """``torch.compile`` of the training model (rcnnexp/engine/acceleration.py); the names
-    are torch's modes with ``_`` for ``-`` (Hydra's enums take member names)."""
+    """``torch.compile`` of the training model (rcnnexp/engine/acceleration.py): torch's
+    modes, ``_`` for ``-`` (Hydra takes an enum's member names)."""
 
-    off = "off"  # eager
-    default = "default"  # fused kernels (Inductor)
-    reduce_overhead = "reduce-overhead"  # and CUDA graphs: a step is one launch on CUDA
-    max_autotune = "max-autotune"  # and benchmarked kernel choices (a longer compile)
+    # eager, the default: a compile costs minutes at the start (and again for each new
+    # input shape), worth it for paper-length runs on CUDA
+    off = "off"
+    default = "default"  # Inductor's fused kernels
+    reduce_overhead = "reduce_overhead"  # and CUDA graphs: a step replays as one launch
+    max_autotune = "max_autotune"  # and benchmarked kernel choices (a longer compile)
+
+    @property
+    def mode(self) -> str:
+        """The ``mode`` argument of ``torch.compile``."""
+        return self.value.replace("_", "-")
 
 
 @dataclass
@@ -45,8 +52,8 @@ class TrainerConfig:
     # seeds initialisation, batch order and augmentation (the splits: dataset.split_seed)
     seed: int = 0
     # deterministic algorithms (torch.use_deterministic_algorithms), which make a resumed
-    # run on CPU end exactly where an uninterrupted one does; null: on for CPU, off for CUDA,
-    # where they turn off cuDNN's autotuning (then on) and make every empty() fill memory
+    # run on CPU end exactly where an uninterrupted one does; null: on for CPU, off for CUDA
+    # (where they would turn off cuDNN's autotuning and make every empty() fill memory)
     deterministic: bool | None = None
     # TF32 tensor-core products for fp32 matmuls and convolutions on CUDA (fp32 sums, a 10-bit
     # mantissa in the products; Ampere and later): several times faster, and well within
@@ -56,8 +63,6 @@ class TrainerConfig:
     # fastest bf16/fp16 convolutions use; off by default: what it gains depends on the model
     # (LRN and recurrent layers convert back), measured by scripts/bench_train.py
     channels_last: bool = False
-    # torch.compile of the training model; off by default: compiling costs minutes at the
-    # start and again for each new input shape, worth it for paper-length runs on CUDA
     compile: Compile = Compile.off
     eval_every: int = 1  # epochs between evaluations of val and test (and the last epoch)
     log_every: int = 10  # iterations between step-level TensorBoard scalars
@@ -70,10 +75,11 @@ class TrainerConfig:
     # null: a fresh run; "auto": continue from checkpoints/last.pt in this run directory
     # when it exists; a path: continue from that checkpoint
     resume: str | None = None
-    # also save checkpoints/last.pt inside an epoch every this many steps and/or minutes
-    # (null: only at epoch ends), so that a preempted job loses little; it resumes from
-    # that batch exactly as from an epoch's end
+    # also save checkpoints/last.pt inside an epoch every this many steps (null: only at
+    # epoch ends), so that a preempted job loses little; it resumes from that batch exactly
+    # as from an epoch's end
     checkpoint_every_steps: int | None = None
+    # the same every this many minutes (looked at every log_every steps); null: not by time
     checkpoint_every_minutes: float | None = None
 
     def __post_init__(self) -> None:

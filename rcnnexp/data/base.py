@@ -66,5 +66,6 @@ class DataModule(ABC):
     @abstractmethod
     def eval_batches(self, split: str, batch_size: int, rank: int = 0,
                      world_size: int = 1) -> Iterator[Batch]:
-        """Batches of ``split`` as ``(x, y)`` with ``x`` of shape ``[B, V, C, H, W]``: V
-        test-time views per image, whose softmax outputs evaluation averages."""
+        """Batches of ``split`` as ``(x, y)`` with ``x`` of shape ``[B, V, C, H, W]``: B of
+        ``batch_size`` images (fewer in the last), V test-time views per image, whose softmax
+        outputs evaluation averages."""

@@ -447,11 +447,10 @@ class FolderDataModule(DataModule):
 
     def eval_batches(self, split: str, batch_size: int, rank: int = 0,
                      world_size: int = 1) -> Iterator[Batch]:
-        """``batch_size`` views per batch (at least one image): ``[B, V, C, h, w]``."""
+        """``batch_size`` images per batch, each with its views: ``[B, V, C, h, w]``."""
         start, n = self.ranges[split]
         ids = list(range(start + rank, start + n, world_size))
-        per_batch = max(1, batch_size // self.pipeline.num_views)
-        batches = [ids[i:i + per_batch] for i in range(0, len(ids), per_batch)]
+        batches = [ids[i:i + batch_size] for i in range(0, len(ids), batch_size)]
         for images, labels in self._run(batches):
             yield self.pipeline.eval(images), labels
 

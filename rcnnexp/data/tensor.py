@@ -109,12 +109,11 @@ class TensorDataModule(DataModule):
 
     def eval_batches(self, split: str, batch_size: int, rank: int = 0,
                      world_size: int = 1) -> Iterator[Batch]:
-        """``batch_size`` views per batch (at least one image): ``[B, V, C, h, w]``."""
+        """``batch_size`` images per batch, each with its views: ``[B, V, C, h, w]``."""
         images, labels = self.images[split], self.labels[split]
         idx = torch.arange(rank, len(labels), world_size, device=images.device)
-        per_batch = max(1, batch_size // self.pipeline.num_views)
-        for start in range(0, len(idx), per_batch):
-            chunk = idx[start:start + per_batch]
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
             yield self.pipeline.eval(images[chunk]), labels[chunk]
 
 

@@ -44,7 +44,7 @@ class Accelerated(torch.nn.Module):
         self.channels_last = channels_last
         self.cuda_graphs = compile_mode == Compile.reduce_overhead
         self.inner = (model if compile_mode == Compile.off
-                      else torch.compile(model, mode=compile_mode.value))
+                      else torch.compile(model, mode=compile_mode.mode))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last and x.dim() == 4:
@@ -68,6 +68,12 @@ def accelerate(model: torch.nn.Module, cfg: TrainerConfig, device: torch.device
         return model
     if cfg.channels_last:
         model.to(device=device, memory_format=torch.channels_last)
+    if cfg.compile != Compile.off and resolved_deterministic(cfg.deterministic, device.type):
+        # compiled dropout would draw from Inductor's own generator: with the eager one a
+        # compiled run draws what an eager run does, and resumes exactly from its RNG state
+        from torch._inductor import config as inductor  # (seconds to import: only here)
+
+        inductor.fallback_random = True
     return Accelerated(model, cfg.channels_last, cfg.compile)
 
 

@@ -9,6 +9,7 @@ file is refused rather than trained on or evaluated.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import zipfile
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from rcnnexp.engine.storage import atomic_write
 from rcnnexp.errors import CheckpointError
@@ -162,7 +164,12 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def load_model_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
                      source: str) -> None:
-    """``load_state_dict`` with a clear error when the checkpoint is of another model."""
+    """``load_state_dict`` with a clear error when the checkpoint is of another model.
+
+    A state dict saved from a ``torch.compile``d module (keys prefixed ``_orig_mod.``) loads
+    as the plain model's: rcnnexp saves the plain model, other code may not."""
+    state = copy.copy(state)  # (keeping its _metadata: the modules' state versions)
+    consume_prefix_in_state_dict_if_present(state, "_orig_mod.")
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

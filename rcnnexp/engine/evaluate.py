@@ -25,7 +25,9 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
 
 def evaluate(model: torch.nn.Module, data: DataModule, split: str, batch_size: int,
              runtime: Runtime) -> dict[str, float]:
-    """Loss (NLL of the view-averaged softmax), top-1 and top-5 accuracy in percent."""
+    """Loss (NLL of the view-averaged softmax), top-1 and top-5 accuracy in percent, over
+    batches of ``batch_size`` images (``trainer.eval_batch_size``; the model sees each
+    batch's images x views at once)."""
     sums = torch.zeros(4, dtype=torch.float64, device=runtime.device)  # loss, top1, top5, n
     with eval_mode(model):
         for x, y in data.eval_batches(split, batch_size, runtime.rank, runtime.world_size):

@@ -231,8 +231,9 @@ def evaluate_checkpoint(cfg: DictConfig, checkpoint: Path, split: str) -> dict[s
     typed = validate(cfg)
     ckpt = load_checkpoint(checkpoint)
     runtime = make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    configure_backends(typed.trainer, runtime.device)
     data = build_data(cfg.dataset)
-    model = build_model(cfg.model, data.spec).to(runtime.device)
+    model = build_model(cfg.model, data.spec).to(runtime.device)  # eager, as training evaluates
     load_model_state(model, ckpt["model"], str(checkpoint))
     data.setup(runtime.device, typed.trainer.workers)
     if split not in data.splits:

@@ -152,10 +152,13 @@ class Trainer:
 
     def checkpoint_due(self) -> bool:
         """Whether ``trainer.checkpoint_every_steps`` or ``_minutes`` asks for a checkpoint
-        after this step."""
+        after this step. The clock is read at log steps only (every ``log_every``): a
+        decision the processes of a distributed run can agree on where they meet anyway."""
         steps, minutes = self.cfg.checkpoint_every_steps, self.cfg.checkpoint_every_minutes
-        return ((steps is not None and self.state.step % steps == 0) or (
-            minutes is not None and time.perf_counter() - self._saved_at >= 60 * minutes))
+        step = self.state.step
+        return ((steps is not None and step % steps == 0) or (
+            minutes is not None and step % self.cfg.log_every == 0
+            and time.perf_counter() - self._saved_at >= 60 * minutes))
 
     @property
     def elapsed_s(self) -> float:

@@ -19,10 +19,11 @@ from rcnnexp.engine.hparams import BOOKKEEPING
 from rcnnexp.errors import UserError
 
 # command-line keys that do not change a run's protocol or result: the run's bookkeeping
-# (where and how it runs and is stored, resuming included, and the cluster it ran on), what
-# names it, and the seed, which the report shows in a column of its own
+# (where and how it runs and is stored, resuming included; the kernels it runs in and the
+# cluster it ran on), what names it, and the seed, which the report shows in a column of its own
 DESCRIPTIVE = frozenset({*BOOKKEEPING, "experiment", "table", "name", "trainer.seed",
-                         "trainer.device", "trainer.eval_batch_size", "cluster"})
+                         "trainer.device", "trainer.eval_batch_size", "trainer.compile",
+                         "trainer.channels_last", "cluster"})
 
 
 @dataclass
