@@ -25,7 +25,8 @@ from rcnnexp.engine.build import (
     build_schedule,
     count_params,
 )
-from rcnnexp.engine.checkpoint import load_checkpoint, load_model_state
+from rcnnexp.engine.checkpoint import TRAINING_KEYS, load_checkpoint, load_model_state
+from rcnnexp.engine.distributed import broadcast_object, main_decides, per_rank_batch, wrap
 from rcnnexp.engine.evaluate import evaluate
 from rcnnexp.engine.finetune import apply_finetune
 from rcnnexp.engine.hparams import hparams_of
@@ -34,13 +35,14 @@ from rcnnexp.engine.progress import Progress
 from rcnnexp.engine.results import summarize
 from rcnnexp.engine.resume import (
     Interrupted,
+    ResumePoint,
     check_same_run,
     deferred_interrupts,
     finished_tune,
     resume_hint,
     resume_point,
 )
-from rcnnexp.engine.runtime import make_runtime, seed_everything
+from rcnnexp.engine.runtime import make_runtime, rank_seed, seed_everything
 from rcnnexp.engine.stages import Stage, plan_stages, stage_results
 from rcnnexp.engine.summary import count_flops, layer_table
 from rcnnexp.engine.trainer import Trainer
@@ -67,7 +69,7 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     """
     typed = validate(cfg)
     stages = plan_stages(ctx.run_dir, typed.trainer.retrain)
-    point = resume_point(stages, typed.trainer.resume)
+    point = shared_resume_point(stages, typed.trainer.resume)
     tune = finished_tune(stages, point)
     results: dict[str, Any] = {}
     for index in range(point.stage, len(stages)):
@@ -80,6 +82,35 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     return results
 
 
+def shared_resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
+    """:func:`resume_point` as rank 0 finds it, on every rank: all ranks continue from the
+    same checkpoint file (each reads it), and rank 0's refusal ends them all."""
+    found: list[ResumePoint] = []  # rank 0's own, checkpoint loaded
+
+    def decide() -> tuple[int, Path | None]:
+        found.append(resume_point(stages, resume))
+        return found[0].stage, found[0].path
+
+    stage, path = main_decides(decide)
+    if found:
+        return found[0]
+    return ResumePoint(stage, path,
+                       None if path is None else load_checkpoint(path, needs=TRAINING_KEYS))
+
+
+def shared_run_dir(cfg: DictConfig, run_dir: str) -> Path:
+    """The run directory rank 0 resolved, on every rank, once all ranks have joined their
+    process group (one process: ``run_dir`` itself).
+
+    Hydra resolves its default directory, ``${now:...}``, in each process, so ranks that
+    start a second apart would each train into their own; torchrun's environment holds no
+    shared start time to derive one from, and rank 0's choice keeps any pattern the user set.
+    """
+    typed = validate(cfg)
+    make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    return Path(broadcast_object(run_dir))
+
+
 def check_run(cfg: DictConfig, run_dir: Path) -> None:
     """Every refusal a run can meet before its first epoch, made before anything is written.
 
@@ -89,7 +120,8 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     training then sets it up again: a cost of seconds, against a directory left half made).
     """
     typed = validate(cfg)
-    make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    runtime = make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    per_rank_batch(typed.trainer.batch_size, runtime.world_size)
     stages = plan_stages(run_dir, typed.trainer.retrain)
     point = resume_point(stages, typed.trainer.resume)
     tune = finished_tune(stages, point)
@@ -99,7 +131,7 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
         check_same_run(point.checkpoint, to_plain(cfg), point.path)
     data = build_data(cfg.dataset)
     data.setup(torch.device("cpu"), 0, merge_validation=stage.merge_validation)
-    check_data_for_stage(cfg, data, stage, typed.trainer.batch_size)
+    check_data_for_stage(cfg, data, stage, typed.trainer.batch_size, runtime.world_size)
 
 
 def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
@@ -108,7 +140,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     write the stage's results.json into its directory."""
     tc = dataclasses.replace(typed.trainer, epochs=stage.epochs(typed.trainer.epochs))
     runtime = make_runtime(tc.device.value, tc.precision.value)
-    seed_everything(tc.seed, tc.deterministic)
+    seed_everything(rank_seed(tc.seed, runtime.rank), tc.deterministic)
 
     data = build_data(cfg.dataset)
     model = build_model(cfg.model, data.spec).to(runtime.device)
@@ -117,7 +149,9 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     flops = count_flops(model, data.spec)
     data.setup(runtime.device, tc.workers, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, tc.batch_size, runtime.world_size)
-    iters = data.num_train_batches(tc.batch_size, runtime.world_size)
+    iters = data.num_train_batches(per_rank_batch(tc.batch_size, runtime.world_size),
+                                   runtime.world_size)
+    train_model = wrap(model, runtime.device)  # what a step calls; model is saved
     optimizer = build_optimizer(cfg.optim, model.parameters())
     schedule = build_schedule(stage.schedule(cfg.schedule), optimizer, iters, tc.epochs)
 
@@ -137,7 +171,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
                         start_epoch=ckpt["state"]["epoch"] if ckpt else 0,
                         bars=None if tc.progress else False)
     trainer = Trainer(model, data, optimizer, schedule, runtime, tc, logger, progress,
-                      stage.directory / "checkpoints", meta)
+                      stage.directory / "checkpoints", meta, train_model=train_model)
     if ckpt is not None:
         trainer.restore(ckpt, source)
         after = (f"batch {trainer.state.batch} of epoch {trainer.state.epoch + 1}"
@@ -191,8 +225,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
 def check_data_for_stage(cfg: DictConfig, data: DataModule, stage: Stage, batch_size: int,
                          world_size: int = 1) -> None:
     """What a stage needs of the data: a validation split to tune on or to monitor, and
-    at least one training batch."""
-    if data.num_train_batches(batch_size, world_size) == 0:
+    at least one training batch (of ``batch_size`` images over all ``world_size`` ranks)."""
+    if data.num_train_batches(per_rank_batch(batch_size, world_size), world_size) == 0:
         raise ConfigError(f"trainer.batch_size={batch_size} is larger than the "
                           f"{data.num_examples('train')} training images: choose a smaller one")
     if stage.name == "tune" and "val" not in data.splits:
@@ -263,4 +297,5 @@ def describe(cfg: DictConfig) -> tuple[list[tuple[str, str, str, int]], dict[str
     return rows, summary
 
 
-__all__ = ["RunContext", "check_run", "describe", "evaluate_checkpoint", "train"]
+__all__ = ["RunContext", "check_run", "describe", "evaluate_checkpoint", "shared_run_dir",
+           "train"]
