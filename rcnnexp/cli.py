@@ -126,6 +126,10 @@ def train_command(args: list[str]) -> None:
         return
     check_experiment_names(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
+    if multirun and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        _fail("a sweep (-m) cannot run under torchrun: each rank would run every job in a "
+              "directory of its own; start one torchrun per job instead, or a cluster "
+              "launcher (hydra/launcher=...)")
     check_table_is_swept(args, multirun)
     if "--dry-run" in args or (multirun and _cfg_job(args)):
         list_jobs([a for a in args if a not in (*MULTIRUN_FLAGS, "--dry-run")], multirun)
@@ -214,8 +218,9 @@ class RunGuard(Callback):
     Before a single run, and before Hydra writes anything, it locks the run directory
     against a second process, refuses one that already holds a run unless ``trainer.resume``
     is set, and makes every check the run could fail (:func:`rcnnexp.engine.run.check_run`);
-    then it keeps the earlier ``.hydra/`` beside the new one. A sweep's jobs are reported by
-    :class:`rcnnexp.sweep.SweepReport`.
+    then it keeps the earlier ``.hydra/`` beside the new one. Under torchrun every rank takes
+    rank 0's run directory, rank 0 alone does all this, and the other ranks leave ``.hydra/``
+    and train.log to it. A sweep's jobs are reported by :class:`rcnnexp.sweep.SweepReport`.
     """
 
     def __init__(self) -> None:
@@ -439,12 +444,17 @@ def eval_command(args: list[str]) -> None:
         with open_dict(cfg):
             cfg.trainer.resume = None
         output = Path(own["output"]) if "output" in own else _default_eval_path(checkpoint, split)
-        with reserve_output(output) as handle:
+        # under torchrun every rank scores its share of the images; rank 0 writes the result
+        main = is_main_rank()
+        with reserve_output(output) if main else contextlib.nullcontext() as handle:
             result = evaluate_checkpoint(cfg, checkpoint, split)
-            handle.write(json.dumps({**result, "overrides": [*kept, *overrides]}, indent=2)
-                         + "\n")
+            if handle is not None:
+                handle.write(json.dumps({**result, "overrides": [*kept, *overrides]},
+                                        indent=2) + "\n")
     except UserError as err:
         _fail(str(err), err.exit_code)
+    if not main:
+        return
     print(f"{result['arch']} on {split}: top-1 {result['top1']:.2f}%  top-5 "
           f"{result['top5']:.2f}%  ({result['examples']} images) -> {output}")
     print(json.dumps(result))

@@ -31,7 +31,8 @@ DETERMINISTIC = ("model.K=8", "model.T=1", "model.dropout=0", "trainer.epochs=2"
                  "trainer.progress=false")
 # dropout and augmentation, drawn per rank: what a resumed run must restore for each rank
 RANDOM = ("model.K=8", "model.T=1", "trainer.epochs=3", "trainer.batch_size=32",
-          "trainer.progress=false", "dataset.padding=1", "dataset.flip=true")
+          "trainer.log_every=2", "trainer.progress=false", "dataset.padding=1",
+          "dataset.flip=true")
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -77,6 +78,15 @@ def test_evaluation_on_two_ranks_scores_every_image_as_one_rank_does(one_and_two
     assert results["test_top5"] == pytest.approx(alone["top5"], abs=1e-9)
     last = read_csv(two / "metrics.csv")[-1]
     assert float(last["test_loss"]) == pytest.approx(alone["loss"], rel=1e-6)
+    # `rcnnexp eval` itself under torchrun: the same, written once by rank 0
+    shared = two / "eval-two-ranks.json"
+    proc = run_torchrun(2, "eval", f"checkpoint={two / 'checkpoints' / 'last.pt'}",
+                        f"output={shared}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("top-1") == 1, proc.stdout
+    ranks = json.loads(shared.read_text())
+    assert (ranks["top1"], ranks["top5"]) == (alone["top1"], alone["top5"])
+    assert ranks["loss"] == pytest.approx(alone["loss"], rel=1e-6)  # float32 sums, other order
 
 
 def test_two_ranks_write_one_run_directory_and_only_rank_0_writes(one_and_two) -> None:
@@ -89,10 +99,17 @@ def test_two_ranks_write_one_run_directory_and_only_rank_0_writes(one_and_two) -
     assert json.loads((two / "results.json").read_text())["run_dir"] == str(two)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run with dropout and augmentation on two ranks, from start to end."""
+    run_dir = tmp_path_factory.mktemp("ddp") / "whole"
+    torchrun_train(2, run_dir, *RANDOM)
+    return run_dir
+
+
 def test_a_rank_killed_with_sigkill_ends_the_job_and_the_run_resumes_to_the_same_end(
-        tmp_path: Path) -> None:
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    torchrun_train(2, whole, *RANDOM)
+        uninterrupted: Path, tmp_path: Path) -> None:
+    killed = tmp_path / "killed"
     proc = start_torchrun(2, "train", *RANDOM, f"hydra.run.dir={killed}")
     wait_for(killed / "checkpoints" / "last.pt", proc)  # epoch 1 is saved
     os.kill(torchrun_worker(proc, 1), signal.SIGKILL)
@@ -100,7 +117,21 @@ def test_a_rank_killed_with_sigkill_ends_the_job_and_the_run_resumes_to_the_same
     assert proc.returncode != 0, output  # torchrun ended rank 0 too, and the job failed
     assert not (killed / "results.json").exists(), output  # it was stopped mid-training
     torchrun_train(2, killed, *RANDOM, "trainer.resume=auto")
-    assert_same_run(whole, killed)
+    assert_same_run(uninterrupted, killed)
+
+
+def test_sigterm_stops_both_ranks_at_the_same_step_and_the_run_resumes_mid_epoch(
+        uninterrupted: Path, tmp_path: Path) -> None:
+    stopped = tmp_path / "stopped"
+    proc = start_torchrun(2, "train", *RANDOM, f"hydra.run.dir={stopped}")
+    wait_for(stopped / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it to both ranks
+    output = proc.communicate(timeout=120)[0]
+    assert "interrupted (SIGTERM) in epoch 2" in output, output
+    state = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert state["epoch"] == 1 and state["batch"] > 0, output  # inside epoch 2
+    torchrun_train(2, stopped, *RANDOM, "trainer.resume=auto")
+    assert_same_run(uninterrupted, stopped)
 
 
 def test_a_global_batch_the_world_size_does_not_divide_is_refused(run_dir: Path) -> None:

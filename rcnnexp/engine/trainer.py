@@ -197,8 +197,10 @@ class Trainer:
             self.save(is_best)
             self.logger.flush()
             self.progress.epoch_done(self._epoch_line(row))
-            if stopping is not None:
-                raise Interrupted(stopping)
+            # asked of any rank before the epoch's end, or of this one since: the checkpoint
+            # of every rank is saved either way
+            if stopping is not None or stop.signum is not None:
+                raise Interrupted(stop.signum or stopping)
             if self.schedule.should_stop:
                 self.stopped_early = True
                 self.progress.info(f"schedule exhausted after epoch {epoch + 1}: stopping")
