@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 from conftest import (
     assert_same_run,
     read_csv,
@@ -23,6 +24,7 @@ from conftest import (
     train_run,
     wait_for,
 )
+from torch import nn
 
 from rcnnexp.engine.runtime import augmentation_generator, epoch_generator, rank_seed
 
@@ -162,9 +164,23 @@ def test_each_rank_draws_its_own_augmentation_and_dropout_reproducibly() -> None
     assert len({rank_seed(3, r) for r in range(8)}) == 8
 
 
+def test_torch_has_no_synchronised_batchnorm_on_cpu_which_is_why_gloo_runs_keep_batchnorm(
+        ) -> None:
+    """What rcnnexp.engine.distributed.wrap relies on: were this to pass one day, CPU runs
+    could convert their BatchNorms too."""
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        with pytest.raises(ValueError, match="SyncBatchNorm expected input tensor to be on GPU"):
+            nn.SyncBatchNorm(3).train()(torch.randn(4, 3, 2, 2))
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
-def test_two_gpus_train_recnet_with_synchronised_batchnorm(tmp_path: Path) -> None:
+def test_two_gpus_train_recnet_through_torchrun(tmp_path: Path) -> None:
+    """NCCL, DDP and the SyncBatchNorm conversion (every BatchNorm, the CRC's per-step ones
+    included) on real devices."""
     recnet = ("model=recnet", "model.e=1", "model.d=[2,2,2]", "model.S=[2,4,4]",
               "dataset.image_size=32", "trainer.epochs=1", "trainer.batch_size=64",
               "trainer.device=cuda", "trainer.progress=false")
