@@ -23,7 +23,7 @@ class Precision(str, Enum):
 @dataclass
 class TrainerConfig:
     epochs: int = 30  # passes over the training images
-    batch_size: int = 64  # training images per optimizer step
+    batch_size: int = 64  # training images per optimizer step, over all torchrun processes
     eval_batch_size: int = 256  # views per evaluation batch (at least one image)
     device: Device = Device.auto
     precision: Precision = Precision.fp32
