@@ -1,6 +1,7 @@
 """Multi-process training under torchrun, on CPU with gloo: one model trained on the global
 batch, metrics over all ranks and all images, one run directory written by rank 0 alone,
-resumed exactly after a SIGKILL; and the per-rank random streams these rest on."""
+resumed exactly after a rank's SIGKILL and after a SIGTERM mid-epoch; and the per-rank
+random streams these rest on."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ from rcnnexp.engine.runtime import augmentation_generator, epoch_generator, rank
 # nothing random after initialisation: no dropout, no augmentation (RCNN has no BatchNorm)
 DETERMINISTIC = ("model.K=8", "model.T=1", "model.dropout=0", "trainer.epochs=2",
                  "trainer.progress=false")
+# a small RecNet, whose BatchNorms (per CRC step too) each rank runs on its own on CPU
+RECNET = ("model=recnet", "model.e=1", "model.d=[2,2,2]", "model.S=[2,4,4]",
+          "dataset.image_size=32", "trainer.epochs=1", "trainer.batch_size=64",
+          "trainer.progress=false")
 # dropout and augmentation, drawn per rank: what a resumed run must restore for each rank
 RANDOM = ("model.K=8", "model.T=1", "trainer.epochs=3", "trainer.batch_size=32",
           "trainer.log_every=2", "trainer.progress=false", "dataset.padding=1",
@@ -68,25 +73,25 @@ def test_two_processes_of_32_images_train_as_one_process_of_64(one_and_two) -> N
         torch.testing.assert_close(w_two[key], w_one[key], rtol=1e-5, atol=1e-6)
 
 
-def test_evaluation_on_two_ranks_scores_every_image_as_one_rank_does(one_and_two) -> None:
-    _, two = one_and_two
-    results = json.loads((two / "results.json").read_text())
-    out = two / "eval-one-process.json"
-    proc = run_cli("eval", f"checkpoint={two / 'checkpoints' / 'last.pt'}", f"output={out}")
+def test_evaluation_on_two_ranks_scores_every_image_as_one_rank_does(tmp_path: Path) -> None:
+    """A RecNet: its BatchNorms' running statistics differ between the ranks of a CPU run,
+    and each rank evaluates with rank 0's, those of the checkpoint."""
+    run_dir = tmp_path / "recnet"
+    results = torchrun_train(2, run_dir, *RECNET)
+    checkpoint = f"checkpoint={run_dir / 'checkpoints' / 'last.pt'}"
+    proc = run_cli("eval", checkpoint, f"output={tmp_path / 'alone.json'}")
     assert proc.returncode == 0, proc.stderr
-    alone = json.loads(out.read_text())
+    alone = json.loads((tmp_path / "alone.json").read_text())
     assert alone["examples"] == 359  # odd: the ranks' shards are 180 and 179 images
     assert results["last_test_top1"] == pytest.approx(alone["top1"], abs=1e-9)
     assert results["test_top5"] == pytest.approx(alone["top5"], abs=1e-9)
-    last = read_csv(two / "metrics.csv")[-1]
+    last = read_csv(run_dir / "metrics.csv")[-1]
     assert float(last["test_loss"]) == pytest.approx(alone["loss"], rel=1e-6)
     # `rcnnexp eval` itself under torchrun: the same, written once by rank 0
-    shared = two / "eval-two-ranks.json"
-    proc = run_torchrun(2, "eval", f"checkpoint={two / 'checkpoints' / 'last.pt'}",
-                        f"output={shared}")
+    proc = run_torchrun(2, "eval", checkpoint, f"output={tmp_path / 'ranks.json'}")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("top-1") == 1, proc.stdout
-    ranks = json.loads(shared.read_text())
+    ranks = json.loads((tmp_path / "ranks.json").read_text())
     assert (ranks["top1"], ranks["top5"]) == (alone["top1"], alone["top5"])
     assert ranks["loss"] == pytest.approx(alone["loss"], rel=1e-6)  # float32 sums, other order
 
@@ -181,8 +186,5 @@ def test_torch_has_no_synchronised_batchnorm_on_cpu_which_is_why_gloo_runs_keep_
 def test_two_gpus_train_recnet_through_torchrun(tmp_path: Path) -> None:
     """NCCL, DDP and the SyncBatchNorm conversion (every BatchNorm, the CRC's per-step ones
     included) on real devices."""
-    recnet = ("model=recnet", "model.e=1", "model.d=[2,2,2]", "model.S=[2,4,4]",
-              "dataset.image_size=32", "trainer.epochs=1", "trainer.batch_size=64",
-              "trainer.device=cuda", "trainer.progress=false")
-    results = torchrun_train(2, tmp_path / "run", *recnet)
+    results = torchrun_train(2, tmp_path / "run", *RECNET, "trainer.device=cuda")
     assert results["device"].startswith("cuda") and results["train_loss"] > 0
