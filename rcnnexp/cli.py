@@ -12,6 +12,7 @@ import copy
 import datetime as _dt
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -125,6 +126,10 @@ def train_command(args: list[str]) -> None:
         return
     check_experiment_names(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
+    if multirun and int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        _fail("a sweep (-m) cannot run under torchrun: each rank would run every job in a "
+              "directory of its own; start one torchrun per job instead, or a cluster "
+              "launcher (hydra/launcher=...)")
     check_table_is_swept(args, multirun)
     check_cluster_is_swept(args, multirun)
     if "--dry-run" in args or (multirun and _cfg_job(args)):
@@ -216,8 +221,9 @@ class RunGuard(Callback):
     Before a single run, and before Hydra writes anything, it locks the run directory
     against a second process, refuses one that already holds a run unless ``trainer.resume``
     is set, and makes every check the run could fail (:func:`rcnnexp.engine.run.check_run`);
-    then it keeps the earlier ``.hydra/`` beside the new one. A sweep's jobs are reported by
-    :class:`rcnnexp.sweep.SweepReport`.
+    then it keeps the earlier ``.hydra/`` beside the new one. Under torchrun every rank takes
+    rank 0's run directory, rank 0 alone does all this, and the other ranks leave ``.hydra/``
+    and train.log to it. A sweep's jobs are reported by :class:`rcnnexp.sweep.SweepReport`.
     """
 
     def __init__(self) -> None:
@@ -225,26 +231,43 @@ class RunGuard(Callback):
         self.lock: TextIO | None = None  # held while the run lives (rcnnexp.engine.rundir)
 
     def on_run_start(self, config: DictConfig, **_: Any) -> None:
+        from rcnnexp.engine.distributed import main_decides
+        from rcnnexp.engine.run import shared_run_dir
+
+        main = is_main_rank()
+        try:
+            # under torchrun: one directory for all ranks, and rank 0 alone checks and
+            # prepares it (the others wait for its verdict, and share a refusal's exit)
+            run_dir = shared_run_dir(_task_config(config), str(config.hydra.run.dir))
+            with read_write(config):
+                config.hydra.run.dir = str(run_dir)
+            main_decides(lambda: self.prepare(config, run_dir))
+        except UserError as err:
+            if main:
+                _fail(str(err), err.exit_code)
+            sys.exit(err.exit_code)
+        except Exception:  # a bug: Hydra would turn it into a warning and run on
+            traceback.print_exc()
+            sys.exit(1)
+        if not main:
+            leave_writing_to_rank_0(config)
+
+    def prepare(self, config: DictConfig, run_dir: Path) -> None:
+        """Lock ``run_dir``, refuse what the run would fail on, create the directory, and
+        move an earlier ``.hydra/`` aside."""
         from rcnnexp.engine.resume import already_holds_a_run
         from rcnnexp.engine.run import check_run
         from rcnnexp.engine.rundir import lock_run_dir
         from rcnnexp.engine.storage import check_room_to_start
 
-        run_dir = Path(str(config.hydra.run.dir))
-        try:
-            # an existing directory is locked first: another process may be training there
-            self.lock = lock_run_dir(run_dir, create=False)
-            if (run_dir / ".hydra").exists() and config.trainer.resume is None:
-                raise already_holds_a_run(run_dir)
-            check_run(_task_config(config), run_dir)
-            check_room_to_start(run_dir)
-            if self.lock is None:
-                self.lock = lock_run_dir(run_dir)  # creates the directory
-        except UserError as err:
-            _fail(str(err), err.exit_code)
-        except Exception:  # a bug: Hydra would turn it into a warning and run on
-            traceback.print_exc()
-            sys.exit(1)
+        # an existing directory is locked first: another process may be training there
+        self.lock = lock_run_dir(run_dir, create=False)
+        if (run_dir / ".hydra").exists() and config.trainer.resume is None:
+            raise already_holds_a_run(run_dir)
+        check_run(_task_config(config), run_dir)
+        check_room_to_start(run_dir)
+        if self.lock is None:
+            self.lock = lock_run_dir(run_dir)  # creates the directory
         previous = run_dir / ".hydra"
         if not previous.exists():
             return
@@ -252,6 +275,22 @@ class RunGuard(Callback):
         while (run_dir / f".hydra.{n}").exists():
             n += 1
         shutil.move(str(previous), run_dir / f".hydra.{n}")
+
+
+def is_main_rank() -> bool:
+    """Rank 0 of a torchrun job, or a process on its own (torchrun's RANK)."""
+    return int(os.environ.get("RANK", 0)) == 0
+
+
+def leave_writing_to_rank_0(config: DictConfig) -> None:
+    """On a rank other than 0: no ``.hydra/`` and no train.log of its own (rank 0 writes
+    both), and only warnings and errors on the terminal (torchrun shows every rank's)."""
+    with read_write(config), open_dict(config):
+        config.hydra.output_subdir = None
+        logging_config = config.hydra.job_logging
+        logging_config.root.handlers = [h for h in logging_config.root.handlers if h != "file"]
+        logging_config.root.level = "WARNING"
+        logging_config.handlers.pop("file", None)
 
 
 # -- eval and info: composed with Hydra's compose API, no run directory --------------------------
@@ -436,12 +475,17 @@ def eval_command(args: list[str]) -> None:
         with open_dict(cfg):
             cfg.trainer.resume = None
         output = Path(own["output"]) if "output" in own else _default_eval_path(checkpoint, split)
-        with reserve_output(output) as handle:
+        # under torchrun every rank scores its share of the images; rank 0 writes the result
+        main = is_main_rank()
+        with reserve_output(output) if main else contextlib.nullcontext() as handle:
             result = evaluate_checkpoint(cfg, checkpoint, split)
-            handle.write(json.dumps({**result, "overrides": [*kept, *overrides]}, indent=2)
-                         + "\n")
+            if handle is not None:
+                handle.write(json.dumps({**result, "overrides": [*kept, *overrides]},
+                                        indent=2) + "\n")
     except UserError as err:
         _fail(str(err), err.exit_code)
+    if not main:
+        return
     print(f"{result['arch']} on {split}: top-1 {result['top1']:.2f}%  top-5 "
           f"{result['top5']:.2f}%  ({result['examples']} images) -> {output}")
     print(json.dumps(result))

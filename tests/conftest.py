@@ -125,6 +125,51 @@ def start_train(args: Sequence[str]) -> subprocess.Popen[str]:
                             preexec_fn=_default_sigint)
 
 
+def torchrun_command(nproc: int, *args: str) -> list[str]:
+    """``rcnnexp ARGS`` under torchrun with ``nproc`` processes on this machine, as a user
+    types it (``python -m torch.distributed.run`` is torchrun; ``--standalone`` finds a
+    free port, so tests running at once do not meet)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", "--no-python", str(RCNNEXP), *args]
+
+
+def run_torchrun(nproc: int, *args: str, timeout: float = 300
+                 ) -> subprocess.CompletedProcess[str]:
+    """Run ``rcnnexp ARGS`` in ``nproc`` processes under torchrun; never raises on failure."""
+    return subprocess.run(torchrun_command(nproc, *args), cwd=REPO, env=cli_env(), text=True,
+                          capture_output=True, timeout=timeout, check=False)
+
+
+def torchrun_train(nproc: int, run_dir: Path, *args: str) -> dict[str, Any]:
+    """``rcnnexp train ARGS`` in ``nproc`` processes into ``run_dir``, which must succeed;
+    its results.json."""
+    proc = run_torchrun(nproc, "train", *args, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def start_torchrun(nproc: int, *args: str) -> subprocess.Popen[str]:
+    """``rcnnexp ARGS`` under torchrun in the background."""
+    return subprocess.Popen(torchrun_command(nproc, *args), cwd=REPO, text=True, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def torchrun_worker(proc: subprocess.Popen[str], rank: int) -> int:
+    """The pid of the worker of ``rank`` that the torchrun ``proc`` started (its child with
+    ``RANK`` set so; torchrun starts each worker in a session of its own)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if ppid == proc.pid and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"torchrun {proc.pid} has no worker of rank {rank}")
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 

@@ -19,7 +19,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from rcnnexp.cli import CONF_DIR
 from rcnnexp.engine.build import count_params
+from rcnnexp.engine.checkpoint import load_model_state
 from rcnnexp.engine.run import describe
+from rcnnexp.errors import CheckpointError
 from rcnnexp.models.layers.crc import CRC, RecurrentModule
 from rcnnexp.report.catalogue import load_tables
 
@@ -35,17 +37,13 @@ class ReferenceCRC(nn.Module):
         self.weight_x = nn.Parameter(crc.weight_x.detach().clone())
         self.weight_h = nn.Parameter(crc.weight_h.detach().clone())
         self.bias = None if crc.bias is None else nn.Parameter(crc.bias.detach().clone())
-        s_out, d = crc.s_out, crc.d
         self.norms = nn.ModuleList()
         if crc.sigma == "shared_bn":
             self.norms.append(copy.deepcopy(crc.norm))
         elif crc.norm is not None:
-            for i in range(d):
-                bn = nn.BatchNorm2d(s_out)
-                block = slice(i * s_out, (i + 1) * s_out)
-                with torch.no_grad():
-                    for name in ("weight", "bias", "running_mean", "running_var"):
-                        getattr(bn, name).copy_(getattr(crc.norm, name)[block])
+            for crc_bn in crc.norm:
+                bn = nn.BatchNorm2d(crc.s_out)
+                bn.load_state_dict(crc_bn.state_dict())
                 self.norms.append(bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +79,8 @@ class ReferenceCRC(nn.Module):
                     for k in (("weight", "bias") if get == "grad"
                               else ("running_mean", "running_var"))}
         names = ("weight", "bias") if get == "grad" else ("running_mean", "running_var")
-        return {k: torch.cat([(getattr(bn, k).grad if get == "grad" else getattr(bn, k))
-                              for bn in self.norms]) for k in names}
+        return {f"{i}.{k}": (getattr(bn, k).grad if get == "grad" else getattr(bn, k))
+                for i, bn in enumerate(self.norms) for k in names}
 
     def grads_like_crc(self) -> dict[str, torch.Tensor]:
         grads = {"weight_x": self.weight_x.grad, "weight_h": self.weight_h.grad}
@@ -183,6 +181,48 @@ def test_merged_transition_equals_crc_then_tb(sigma: str, mode: str) -> None:
     close(module.tb.norm.weight.grad, ref_tb.norm.weight.grad)
     for name, g in ref_crc.grads_like_crc().items():
         close(dict(module.crc.named_parameters())[name].grad, g)
+
+
+def old_layout(state: dict[str, torch.Tensor], d: int) -> dict[str, torch.Tensor]:
+    """A CRC's state dict as checkpoints stored it before each step's BatchNorm was a module
+    of its own: the d BatchNorms as one ``norm.*`` of d * S_out channels (block i: step i),
+    with one batch counter."""
+    out = {k: v for k, v in state.items() if not k.startswith("norm.")}
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        out[f"norm.{name}"] = torch.cat([state[f"norm.{i}.{name}"] for i in range(d)])
+    out["norm.num_batches_tracked"] = state["norm.0.num_batches_tracked"]
+    return out
+
+
+@pytest.mark.parametrize("sigma", ["separate_bn", "linear"])
+def test_a_checkpoint_of_the_single_batchnorm_layout_loads_and_gives_the_same_outputs(
+        sigma: str) -> None:
+    torch.manual_seed(0)
+    trained = CRC(2, 3, 4, sigma=sigma, wx_kernel=3, wh_kernel=3, mode="recurrent")
+    x = torch.randn(5, 8, 4, 4)
+    trained(x)  # running statistics and batch counters that are not the initial ones
+    with torch.no_grad():
+        for bn in trained.norm:
+            nn.init.normal_(bn.weight)
+            nn.init.normal_(bn.bias)
+    state = old_layout(trained.state_dict(), 4)
+    assert "norm.weight" in state and "norm.0.weight" not in state
+    fresh = CRC(2, 3, 4, sigma=sigma, wx_kernel=3, wh_kernel=3, mode="recurrent")
+    load_model_state(fresh, state, "old.pt")
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(),
+                                                 trained.state_dict().values(), strict=True))
+    assert torch.equal(fresh(x), trained(x))  # training mode: batch statistics
+    assert_same_in_eval(fresh, trained, x)
+    assert int(fresh.norm[3].num_batches_tracked) == 2
+
+
+def test_an_old_layout_checkpoint_of_other_widths_is_refused_as_another_model() -> None:
+    narrow = CRC(2, 3, 4, sigma="separate_bn", wx_kernel=3, wh_kernel=3, mode="recurrent")
+    wide = CRC(2, 3, 4, sigma="separate_bn", wx_kernel=3, wh_kernel=3, mode="recurrent")
+    state = old_layout(narrow.state_dict(), 4)
+    state["norm.weight"] = torch.ones(16)  # 4 steps of 4 channels, not of 3
+    with pytest.raises(CheckpointError, match="another model"):
+        load_model_state(wide, state, "old.pt")
 
 
 class ChannelWidths(TorchDispatchMode):

@@ -43,7 +43,8 @@ class Compile(str, Enum):
 @dataclass
 class TrainerConfig:
     epochs: int = 30  # passes over the training images
-    batch_size: int = 64  # training images per optimizer step
+    # training images per optimizer step, over all torchrun processes (each takes its share)
+    batch_size: int = 64
     # images per evaluation batch; a batch holds images x the dataset's test-time views
     # (256 images of 9 views: 2,304 views), so lower it for many views on a small memory
     eval_batch_size: int = 256

@@ -56,11 +56,14 @@ class DataModule(ABC):
 
     @abstractmethod
     def train_batches(self, batch_size: int, generator: torch.Generator, rank: int = 0,
-                      world_size: int = 1) -> Iterator[Batch]:
-        """One epoch of augmented, normalised batches on the training device.
+                      world_size: int = 1, augment: torch.Generator | None = None
+                      ) -> Iterator[Batch]:
+        """One epoch of augmented, normalised batches of ``batch_size`` on the training device:
+        rank ``rank``'s share of an order that every rank draws alike from ``generator``.
 
-        All randomness (order, crops, flips) comes from ``generator``, so an epoch is a
-        function of the generator's seed alone.
+        The order comes from ``generator``, the crops and flips from ``augment`` (None:
+        ``generator`` too, as in a one-process run), so an epoch is a function of the two
+        generators' seeds alone.
         """
 
     @abstractmethod

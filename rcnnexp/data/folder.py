@@ -436,14 +436,15 @@ class FolderDataModule(DataModule):
                    labels.to(self.device, non_blocking=True))
 
     def train_batches(self, batch_size: int, generator: torch.Generator, rank: int = 0,
-                      world_size: int = 1) -> Iterator[Batch]:
+                      world_size: int = 1, augment: torch.Generator | None = None
+                      ) -> Iterator[Batch]:
         start, n = self.ranges["train"]
         order = torch.randperm(n, generator=generator, device=generator.device)
         order = (order.cpu()[rank::world_size] + start).tolist()
         count = self.num_train_batches(batch_size, world_size)
         batches = [order[b * batch_size:(b + 1) * batch_size] for b in range(count)]
         for images, labels in self._run(batches):
-            yield self.pipeline.train(images, generator), labels
+            yield self.pipeline.train(images, augment or generator), labels
 
     def eval_batches(self, split: str, batch_size: int, rank: int = 0,
                      world_size: int = 1) -> Iterator[Batch]:

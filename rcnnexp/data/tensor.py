@@ -99,13 +99,14 @@ class TensorDataModule(DataModule):
 
     # -- batches --------------------------------------------------------------------------------
     def train_batches(self, batch_size: int, generator: torch.Generator, rank: int = 0,
-                      world_size: int = 1) -> Iterator[Batch]:
+                      world_size: int = 1, augment: torch.Generator | None = None
+                      ) -> Iterator[Batch]:
         images, labels = self.images["train"], self.labels["train"]
         order = torch.randperm(len(labels), generator=generator, device=generator.device)
         order = order.to(images.device)[rank::world_size]
         for b in range(self.num_train_batches(batch_size, world_size)):
             idx = order[b * batch_size:(b + 1) * batch_size]
-            yield self.pipeline.train(images[idx], generator), labels[idx]
+            yield self.pipeline.train(images[idx], augment or generator), labels[idx]
 
     def eval_batches(self, split: str, batch_size: int, rank: int = 0,
                      world_size: int = 1) -> Iterator[Batch]:

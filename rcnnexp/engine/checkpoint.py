@@ -167,21 +167,35 @@ def load_model_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor],
     """``load_state_dict`` with a clear error when the checkpoint is of another model.
 
     A state dict saved from a ``torch.compile``d module (keys prefixed ``_orig_mod.``) loads
-    as the plain model's: rcnnexp saves the plain model, other code may not."""
+    as the plain model's: rcnnexp saves the plain model, other code may not. Which keys are
+    missing or unexpected is what ``load_state_dict`` itself finds, after the modules have
+    read their own older layouts (such as a CRC's per-step BatchNorms stored as one); a
+    refused checkpoint may have been partly loaded, and the caller stops.
+    """
     state = copy.copy(state)  # (keeping its _metadata: the modules' state versions)
     consume_prefix_in_state_dict_if_present(state, "_orig_mod.")
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
     mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
-    if missing or unexpected or mismatched:
-        problems = []
-        if missing:
-            problems.append(f"missing {', '.join(missing[:5])}")
-        if unexpected:
-            problems.append(f"unexpected {', '.join(unexpected[:5])}")
-        if mismatched:
-            problems.append(f"other shapes for {', '.join(mismatched[:5])}")
-        raise CheckpointError(f"{source} holds the weights of another model than the one "
-                              f"configured ({'; '.join(problems)})")
-    model.load_state_dict(state)
+    if mismatched:
+        raise another_model(source, [k for k in own if k not in state],
+                            [k for k in state if k not in own], mismatched)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ once a module read an older layout
+        raise another_model(source, [], [], [str(err).strip().splitlines()[-1].strip()]
+                            ) from None
+    if result.missing_keys or result.unexpected_keys:
+        raise another_model(source, result.missing_keys, result.unexpected_keys, [])
+
+
+def another_model(source: str, missing: Sequence[str], unexpected: Sequence[str],
+                  mismatched: Sequence[str]) -> CheckpointError:
+    problems = []
+    if missing:
+        problems.append(f"missing {', '.join(missing[:5])}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:5])}")
+    if mismatched:
+        problems.append(f"other shapes for {', '.join(mismatched[:5])}")
+    return CheckpointError(f"{source} holds the weights of another model than the one "
+                           f"configured ({'; '.join(problems)})")

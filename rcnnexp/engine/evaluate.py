@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from rcnnexp.data.base import DataModule
+from rcnnexp.engine.distributed import all_reduce_sum
 from rcnnexp.engine.runtime import Runtime, eval_mode
 
 
@@ -16,16 +17,10 @@ def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Ten
     return (top == labels[:, None]).any(dim=1).sum()
 
 
-def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
-    """Sum over processes when running distributed; unchanged otherwise."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(values)
-    return values
-
-
 def evaluate(model: torch.nn.Module, data: DataModule, split: str, batch_size: int,
              runtime: Runtime) -> dict[str, float]:
     """Loss (NLL of the view-averaged softmax), top-1 and top-5 accuracy in percent, over
+    every image of ``split`` (each rank scores its share and the sums are all-reduced), in
     batches of ``batch_size`` images (``trainer.eval_batch_size``; the model sees each
     batch's images x views at once)."""
     sums = torch.zeros(4, dtype=torch.float64, device=runtime.device)  # loss, top1, top5, n

@@ -26,8 +26,9 @@ from rcnnexp.engine.build import (
     build_schedule,
     count_params,
 )
-from rcnnexp.engine.checkpoint import load_checkpoint, load_model_state
+from rcnnexp.engine.checkpoint import TRAINING_KEYS, load_checkpoint, load_model_state
 from rcnnexp.engine.cluster import use_slurm_environment
+from rcnnexp.engine.distributed import broadcast_object, main_decides, per_rank_batch, wrap
 from rcnnexp.engine.evaluate import evaluate
 from rcnnexp.engine.finetune import apply_finetune
 from rcnnexp.engine.hparams import hparams_of
@@ -36,6 +37,7 @@ from rcnnexp.engine.progress import Progress
 from rcnnexp.engine.results import summarize
 from rcnnexp.engine.resume import (
     Interrupted,
+    ResumePoint,
     StopRequest,
     check_same_run,
     deferred_interrupts,
@@ -43,7 +45,7 @@ from rcnnexp.engine.resume import (
     resume_hint,
     resume_point,
 )
-from rcnnexp.engine.runtime import make_runtime, seed_everything
+from rcnnexp.engine.runtime import make_runtime, rank_seed, seed_everything
 from rcnnexp.engine.stages import Stage, plan_stages, stage_results
 from rcnnexp.engine.summary import count_flops, layer_table
 from rcnnexp.engine.trainer import Trainer
@@ -71,7 +73,7 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     use_slurm_environment()  # a SLURM task's rank, before any runtime is made
     typed = validate(cfg)
     stages = plan_stages(ctx.run_dir, typed.trainer.retrain)
-    point = resume_point(stages, typed.trainer.resume)
+    point = shared_resume_point(stages, typed.trainer.resume)
     tune = finished_tune(stages, point)
     results: dict[str, Any] = {}
     for index in range(point.stage, len(stages)):
@@ -84,6 +86,35 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
     return results
 
 
+def shared_resume_point(stages: list[Stage], resume: str | None) -> ResumePoint:
+    """:func:`resume_point` as rank 0 finds it, on every rank: all ranks continue from the
+    same checkpoint file (each reads it), and rank 0's refusal ends them all."""
+    found: list[ResumePoint] = []  # rank 0's own, checkpoint loaded
+
+    def decide() -> tuple[int, Path | None]:
+        found.append(resume_point(stages, resume))
+        return found[0].stage, found[0].path
+
+    stage, path = main_decides(decide)
+    if found:
+        return found[0]
+    return ResumePoint(stage, path,
+                       None if path is None else load_checkpoint(path, needs=TRAINING_KEYS))
+
+
+def shared_run_dir(cfg: DictConfig, run_dir: str) -> Path:
+    """The run directory rank 0 resolved, on every rank, once all ranks have joined their
+    process group (one process: ``run_dir`` itself).
+
+    Hydra resolves its default directory, ``${now:...}``, in each process, so ranks that
+    start a second apart would each train into their own; torchrun's environment holds no
+    shared start time to derive one from, and rank 0's choice keeps any pattern the user set.
+    """
+    typed = validate(cfg)
+    make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    return Path(broadcast_object(run_dir))
+
+
 def check_run(cfg: DictConfig, run_dir: Path) -> None:
     """Every refusal a run can meet before its first epoch, made before anything is written.
 
@@ -94,6 +125,7 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     """
     typed = validate(cfg)
     runtime = make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
+    per_rank_batch(typed.trainer.batch_size, runtime.world_size)
     stages = plan_stages(run_dir, typed.trainer.retrain)
     point = resume_point(stages, typed.trainer.resume)
     tune = finished_tune(stages, point)
@@ -104,7 +136,7 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
                        device_type=runtime.device.type)
     data = build_data(cfg.dataset)
     data.setup(torch.device("cpu"), 0, merge_validation=stage.merge_validation)
-    check_data_for_stage(cfg, data, stage, typed.trainer.batch_size)
+    check_data_for_stage(cfg, data, stage, typed.trainer.batch_size, runtime.world_size)
 
 
 def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
@@ -113,7 +145,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     write the stage's results.json into its directory."""
     tc = dataclasses.replace(typed.trainer, epochs=stage.epochs(typed.trainer.epochs))
     runtime = make_runtime(tc.device.value, tc.precision.value)
-    seed_everything(tc.seed)
+    seed_everything(rank_seed(tc.seed, runtime.rank))
     configure_backends(tc, runtime.device)
 
     data = build_data(cfg.dataset)
@@ -123,8 +155,10 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     flops = count_flops(model, data.spec)
     data.setup(runtime.device, tc.workers, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, tc.batch_size, runtime.world_size)
-    iters = data.num_train_batches(tc.batch_size, runtime.world_size)
-    train_model = accelerate(model, tc, runtime.device)  # what a step calls; model is saved
+    iters = data.num_train_batches(per_rank_batch(tc.batch_size, runtime.world_size),
+                                   runtime.world_size)
+    # what a step calls (compiled, then DDP around it); the plain model is what is saved
+    train_model = wrap(accelerate(model, tc, runtime.device), runtime.device)
     optimizer = build_optimizer(cfg.optim, model.parameters())
     schedule = build_schedule(stage.schedule(cfg.schedule), optimizer, iters, tc.epochs)
 
@@ -201,8 +235,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
 def check_data_for_stage(cfg: DictConfig, data: DataModule, stage: Stage, batch_size: int,
                          world_size: int = 1) -> None:
     """What a stage needs of the data: a validation split to tune on or to monitor, and
-    at least one training batch."""
-    if data.num_train_batches(batch_size, world_size) == 0:
+    at least one training batch (of ``batch_size`` images over all ``world_size`` ranks)."""
+    if data.num_train_batches(per_rank_batch(batch_size, world_size), world_size) == 0:
         raise ConfigError(f"trainer.batch_size={batch_size} is larger than the "
                           f"{data.num_examples('train')} training images: choose a smaller one")
     if stage.name == "tune" and "val" not in data.splits:
@@ -274,4 +308,5 @@ def describe(cfg: DictConfig) -> tuple[list[tuple[str, str, str, int]], dict[str
     return rows, summary
 
 
-__all__ = ["RunContext", "check_run", "describe", "evaluate_checkpoint", "train"]
+__all__ = ["RunContext", "check_run", "describe", "evaluate_checkpoint", "shared_run_dir",
+           "train"]

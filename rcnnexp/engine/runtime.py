@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from rcnnexp.config.trainer import resolved_precision
+from rcnnexp.engine.distributed import join_process_group
 from rcnnexp.errors import ConfigError
 
 _AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -53,7 +54,8 @@ class Runtime:
 
 def make_runtime(device: str, precision: str) -> Runtime:
     """Resolve ``trainer.device`` (auto|cpu|cuda), ``trainer.precision`` (auto: by device)
-    and the process rank from the environment."""
+    and the process rank from the environment, joining the other processes' group when
+    torchrun started several."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -65,6 +67,7 @@ def make_runtime(device: str, precision: str) -> Runtime:
     dev = torch.device("cuda", local_rank) if device == "cuda" else torch.device("cpu")
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
+    join_process_group(dev, world_size)
     return Runtime(device=dev, precision=resolved_precision(precision, dev.type), rank=rank,
                    world_size=world_size)
 
@@ -76,14 +79,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The global seed of process ``rank``: ``seed`` itself on rank 0 (a one-process run is
+    seeded as it always was), another stream on each other rank, so that dropout masks
+    differ between ranks. The model's initial weights are rank 0's all the same: DDP
+    broadcasts them."""
+    return (seed + rank * 2_654_435_761) % 2**63
+
+
 def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """The generator for one epoch's shuffling and augmentation.
+    """The generator for one epoch's shuffling (and, in a one-process run, augmentation).
 
     Derived from (seed, epoch) alone, so an epoch replayed after a resume sees exactly the
-    batches and augmentations it saw the first time, whatever happened before.
+    batches and augmentations it saw the first time, whatever happened before; every rank
+    of a distributed run draws the same order from it and takes its own share.
     """
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + epoch * 7919 + 17) % 2**63)
+    return g
+
+
+def augmentation_generator(seed: int, epoch: int, rank: int, world_size: int,
+                           shuffling: torch.Generator) -> torch.Generator:
+    """The generator of one epoch's crops and flips on process ``rank``: ``shuffling``
+    itself for one process (as before ranks existed), else one derived from (seed, epoch,
+    rank), so that each rank augments its images independently and reproducibly."""
+    if world_size == 1:
+        return shuffling
+    g = torch.Generator(device=shuffling.device)
+    g.manual_seed((seed * 1_000_003 + epoch * 7919 + rank * 104_729 + 18) % 2**63)
     return g
 
 

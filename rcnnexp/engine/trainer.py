@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,11 +27,23 @@ from rcnnexp.engine.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
+from rcnnexp.engine.distributed import (
+    all_reduce_sum,
+    broadcast_buffers,
+    gather_objects,
+    per_rank_batch,
+)
 from rcnnexp.engine.evaluate import evaluate, topk_correct
 from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.progress import Progress
 from rcnnexp.engine.resume import Interrupted, StopRequest
-from rcnnexp.engine.runtime import Runtime, epoch_generator, rng_state, set_rng_state
+from rcnnexp.engine.runtime import (
+    Runtime,
+    augmentation_generator,
+    epoch_generator,
+    rng_state,
+    set_rng_state,
+)
 from rcnnexp.engine.schedules import Schedule
 from rcnnexp.errors import TrainingDiverged
 
@@ -46,7 +59,8 @@ class TrainState:
     elapsed_s: float = 0.0  # wall time spent in earlier processes of this run
     history: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
     # in a checkpoint saved inside an epoch (an interrupt): the batches of epoch `epoch` + 1
-    # done, and their sums (loss, correct, images; then the same since the last log)
+    # done, and their sums over all ranks (loss, correct, images; then the same since the
+    # last log)
     batch: int = 0
     epoch_sums: list[float] = field(default_factory=list)
 
@@ -58,8 +72,8 @@ class Trainer:
                  checkpoint_dir: Path, checkpoint_meta: dict[str, Any],
                  train_model: torch.nn.Module | None = None) -> None:
         self.model = model  # what checkpoints hold and evaluation calls
-        # what a training step calls (acceleration.accelerate): the model, or a compiled /
-        # channels_last form of it sharing its parameters
+        # what a training step calls: the model, or a compiled / channels_last form of it
+        # sharing its parameters (acceleration.accelerate), in DDP when several processes run
         self.train_model = model if train_model is None else train_model
         self.data = data
         self.optimizer = optimizer
@@ -77,16 +91,21 @@ class Trainer:
         self._saved_at = self._started  # the last checkpoint (trainer.checkpoint_every_minutes)
 
     # -- checkpoints --------------------------------------------------------------------------
-    def checkpoint(self) -> dict[str, Any]:
-        return {
+    def checkpoint(self, rngs: list[dict[str, Any]]) -> dict[str, Any]:
+        """The whole state, with ``rngs``, every rank's random states in rank order: rank
+        0's as ``rng`` (all a one-process run has), all of them as ``rng_ranks``."""
+        ckpt = {
             **self.checkpoint_meta,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict(),
             "state": {**asdict(self.state), "elapsed_s": self.elapsed_s},
-            "rng": rng_state(),
+            "rng": rngs[0],
         }
+        if len(rngs) > 1:
+            ckpt["rng_ranks"] = rngs
+        return ckpt
 
     def restore(self, ckpt: dict[str, Any], source: Path) -> None:
         """Continue from ``ckpt`` (read from ``source``): modules, counters and every RNG as
@@ -96,7 +115,11 @@ class Trainer:
         self.schedule.load_state_dict(ckpt["schedule"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.state = TrainState(**ckpt["state"])
-        set_rng_state(ckpt["rng"])
+        # each rank its own stream; a rank the checkpoint has none for (it was written by
+        # fewer processes) keeps the one it was seeded with
+        states = ckpt.get("rng_ranks", [ckpt["rng"]])
+        if self.runtime.rank < len(states):
+            set_rng_state(states[self.runtime.rank])
         if self.runtime.is_main:
             self.restore_best(source)
 
@@ -121,17 +144,22 @@ class Trainer:
                                f"(by {source}); {best} will be written when an epoch is better")
 
     def save(self, is_best: bool) -> None:
-        if not self.runtime.is_main:
+        """last.pt (and best.pt) by rank 0, with every rank's random states (all ranks call
+        this: the states are gathered)."""
+        rngs = gather_objects(rng_state())
+        self._saved_at = time.perf_counter()  # (on every rank: they decide on it together)
+        if rngs is None:
             return
         last = self.checkpoint_dir / "last.pt"
-        save_checkpoint(last, self.checkpoint())
-        self._saved_at = time.perf_counter()
+        save_checkpoint(last, self.checkpoint(rngs))
         if is_best:
             copy_checkpoint(last, self.checkpoint_dir / "best.pt")
 
     def save_inside_epoch(self, epoch: int, batch: int, sums: torch.Tensor,
                           window: torch.Tensor) -> None:
-        """last.pt after ``batch`` batches of ``epoch``: what an interrupted run resumes."""
+        """last.pt after ``batch`` batches of ``epoch``: what an interrupted run resumes
+        (``window``: this rank's sums since the last log, summed here over all ranks)."""
+        window = all_reduce_sum(window.clone())
         self.check_finite(float(window[0]), epoch)
         self.state.batch = batch
         self.state.epoch_sums = [*sums.tolist(), *window.tolist()]
@@ -150,15 +178,18 @@ class Trainer:
             f"lower learning rate (it was {self.optimizer.param_groups[0]['lr']:g} at that "
             "step: optim.lr, schedule)")
 
-    def checkpoint_due(self) -> bool:
-        """Whether ``trainer.checkpoint_every_steps`` or ``_minutes`` asks for a checkpoint
-        after this step. The clock is read at log steps only (every ``log_every``): a
-        decision the processes of a distributed run can agree on where they meet anyway."""
-        steps, minutes = self.cfg.checkpoint_every_steps, self.cfg.checkpoint_every_minutes
-        step = self.state.step
-        return ((steps is not None and step % steps == 0) or (
-            minutes is not None and step % self.cfg.log_every == 0
-            and time.perf_counter() - self._saved_at >= 60 * minutes))
+    def checkpoint_due(self, clock_due: bool) -> bool:
+        """Whether a checkpoint is due after this step: every ``trainer.checkpoint_every_steps``
+        steps, or when ``clock_due`` (:meth:`minutes_due` on any rank at the last log step)."""
+        steps = self.cfg.checkpoint_every_steps
+        return clock_due or (steps is not None and self.state.step % steps == 0)
+
+    def minutes_due(self) -> bool:
+        """Whether ``trainer.checkpoint_every_minutes`` have passed since the last checkpoint.
+        Read at log steps only (every ``log_every``), where the processes of a distributed
+        run meet anyway and agree on it: their clocks differ."""
+        minutes = self.cfg.checkpoint_every_minutes
+        return minutes is not None and time.perf_counter() - self._saved_at >= 60 * minutes
 
     @property
     def elapsed_s(self) -> float:
@@ -170,7 +201,8 @@ class Trainer:
         after the current step (inside an epoch) or after the epoch's checkpoint."""
         stop = stop or StopRequest()
         for epoch in range(self.state.epoch, self.cfg.epochs):
-            row = {"epoch": epoch + 1, **self.train_epoch(epoch, stop)}
+            metrics, stopping = self.train_epoch(epoch, stop)
+            row = {"epoch": epoch + 1, **metrics}
             if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
                 row.update(self.evaluate_splits(epoch + 1))
                 self.schedule.on_eval(row)
@@ -181,25 +213,33 @@ class Trainer:
             self.save(is_best)
             self.logger.flush()
             self.progress.epoch_done(self._epoch_line(row))
-            if stop.signum is not None:
-                raise Interrupted(stop.signum)
+            # asked of any rank before the epoch's end, or of this one since: the checkpoint
+            # of every rank is saved either way
+            if stopping is not None or stop.signum is not None:
+                raise Interrupted(stop.signum or stopping)
             if self.schedule.should_stop:
                 self.stopped_early = True
                 self.progress.info(f"schedule exhausted after epoch {epoch + 1}: stopping")
                 break
 
-    def train_epoch(self, epoch: int, stop: StopRequest) -> dict[str, float]:
-        """One epoch's steps, from the batch a mid-epoch checkpoint stopped at, if any."""
+    def train_epoch(self, epoch: int, stop: StopRequest) -> tuple[dict[str, float], int | None]:
+        """One epoch's steps, from the batch a mid-epoch checkpoint stopped at, if any; its
+        metrics, and the signal that asks every rank to stop after it (None: go on)."""
         model, runtime, cfg = self.train_model, self.runtime, self.cfg
         model.train()
-        total = self.data.num_train_batches(cfg.batch_size, runtime.world_size)
+        batch_size = per_rank_batch(cfg.batch_size, runtime.world_size)
+        total = self.data.num_train_batches(batch_size, runtime.world_size)
         generator = epoch_generator(cfg.seed, epoch, runtime.device)
-        batches = self.data.train_batches(cfg.batch_size, generator, runtime.rank,
-                                          runtime.world_size)
-        # loss, correct, n; and the same since the last step-level log
+        augment = augmentation_generator(cfg.seed, epoch, runtime.rank, runtime.world_size,
+                                         generator)
+        batches = self.data.train_batches(batch_size, generator, runtime.rank,
+                                          runtime.world_size, augment)
+        # loss, correct, n over all ranks; and this rank's since the last step-level log
         done = torch.tensor(self.state.epoch_sums or [0.0] * 6, dtype=torch.float64,
                             device=runtime.device)
         sums, window = done[:3].clone(), done[3:].clone()
+        if not runtime.is_main:  # the saved window is all ranks': rank 0 carries it
+            window.zero_()
         # the skipped batches are drawn all the same: the generator then stands where it did
         first = self.state.batch
         batches = itertools.islice(batches, first, None)
@@ -223,11 +263,22 @@ class Trainer:
                 window[1] += topk_correct(logits.detach(), y, 1)
                 window[2] += len(y)
             window_images += len(y)
+            # one process stops at the next step; several agree at a log point first
+            stopping = stop.signum if runtime.world_size == 1 else None
+            clock_due = False
             if self.state.step % cfg.log_every == 0:
+                # every rank's window, images seen by this process, stop requests and
+                # checkpoints due by the clock, summed
+                reduced = all_reduce_sum(torch.cat([window, window.new_tensor(
+                    [window_images, stop.signum is not None, self.minutes_due()])]))
+                window.copy_(reduced[:3])
                 loss_w, correct_w, n_w = window.tolist()
                 self.check_finite(loss_w, epoch)
                 now = time.perf_counter()
-                ips = window_images * runtime.world_size / max(now - window_start, 1e-9)
+                ips = float(reduced[3]) / max(now - window_start, 1e-9)
+                if reduced[4] > 0:  # a rank was asked to stop: all stop here, together
+                    stopping = stop.signum or signal.SIGTERM
+                clock_due = bool(reduced[5] > 0)
                 self.logger.scalars({"lr": lr, "loss_step": loss_w / n_w,
                                      "top1_step": 100 * correct_w / n_w, "images_per_s": ips},
                                     self.state.step, prefix="train/")
@@ -235,32 +286,35 @@ class Trainer:
                 sums += window
                 window.zero_()
                 window_start, window_images = now, 0
-            if stop.signum is not None:
+            if stopping is not None:
                 self.save_inside_epoch(epoch, i + 1, sums, window)
-                raise Interrupted(stop.signum)
-            if i + 1 < total and self.checkpoint_due():  # (the epoch's end saves anyway)
-                self.save_inside_epoch(epoch, i + 1, sums, window)
+                raise Interrupted(stopping)
+            if i + 1 < total and self.checkpoint_due(clock_due):  # (an epoch's end saves)
+                # every rank's window since the last log: rank 0 carries it into the file
+                self.save_inside_epoch(epoch, i + 1, sums, all_reduce_sum(window.clone()))
         self.state.batch, self.state.epoch_sums = 0, []
-        sums += window
+        reduced = all_reduce_sum(torch.cat([window, window.new_tensor(
+            [stop.signum is not None])]))
+        sums += reduced[:3]
         loss_sum, correct, n = sums.tolist()
         seconds = time.perf_counter() - start
         self.check_finite(loss_sum, epoch)
         n = max(n, 1.0)
         metrics = {"lr": lr, "train_loss": loss_sum / n, "train_top1": 100 * correct / n,
-                   "epoch_time_s": seconds,
-                   "images_per_s": n * runtime.world_size / max(seconds, 1e-9)}
+                   "epoch_time_s": seconds, "images_per_s": n / max(seconds, 1e-9)}
         step = self.state.step
         self.logger.scalars({"loss": metrics["train_loss"], "top1": metrics["train_top1"]},
                             step, prefix="train/")
         self.logger.scalars({"epoch_time_s": seconds, "images_per_s": metrics["images_per_s"]},
                             step, prefix="time/")
-        return metrics
+        return metrics, (stop.signum or signal.SIGTERM) if reduced[3] > 0 else None
 
     def evaluate_splits(self, epoch: int) -> dict[str, float]:
         out: dict[str, float] = {}
         for split in ("val", "test"):
             if split not in self.data.splits:
                 continue
+            broadcast_buffers(self.model)  # every rank scores the model rank 0 saves
             metrics = evaluate(self.model, self.data, split, self.cfg.eval_batch_size,
                                self.runtime)
             self.logger.scalars(metrics, self.state.step, prefix=f"{split}/")

@@ -11,15 +11,17 @@ with W_x: S_out x S_in x k x k and W_h: S_out x S_out x k x k shared by every st
 output is the concatenation of the h_i (d * S_out channels, segment i at channels
 i*S_out .. (i+1)*S_out). The non-linearity ``sigma`` is one of Table 2a's:
 
-* ``separate_bn`` (the paper's default, Eq. 3): a BatchNorm per step + ReLU, no bias b.
-  The d BatchNorms are stored as one ``BatchNorm2d(d * S_out)`` whose channel block i is
-  step i's: BatchNorm is per channel, so that is exactly d separate layers.
+* ``separate_bn`` (the paper's default, Eq. 3): a BatchNorm per step + ReLU, no bias b:
+  ``norm`` is a list of d ``BatchNorm2d(S_out)``, ``norm[i]`` step i's (ordinary modules,
+  so that SyncBatchNorm conversion and torch.compile see them as such). Checkpoints
+  written before stored them as one ``BatchNorm2d(d * S_out)`` whose channel block i was
+  step i's; they still load (:meth:`CRC._load_from_state_dict` splits them).
 * ``shared_bn``: one ``BatchNorm2d(S_out)`` applied at every step (each step normalises
   with its own batch statistics) + ReLU, no bias (a BatchNorm makes b redundant).
 * ``relu``: ReLU with the bias b (Eq. 2).
 * ``linear`` (Eq. 4): no per-step non-linearity, the recursion runs on the linear
-  pre-activations; BatchNorm + ReLU at the layer's output (a BatchNorm over the d * S_out
-  output channels, i.e. per segment again). The bias b is added at every step, as in
+  pre-activations; BatchNorm + ReLU at the layer's output (a BatchNorm per segment, stored
+  as for ``separate_bn``). The bias b is added at every step, as in
   Eq. 2 and 5 (Eq. 4 omits it at step 0 and Eq. 5 keeps it: they disagree; with a
   BatchNorm after the layer the choice barely matters).
 
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -72,12 +75,11 @@ class CRC(nn.Module):
         self.bias = (nn.Parameter(torch.empty(s_out))
                      if self.sigma in (CRCSigma.relu, CRCSigma.linear)
                      else None)
+        self.norm: nn.Module | None = None
         if self.sigma in (CRCSigma.separate_bn, CRCSigma.linear):
-            self.norm: nn.BatchNorm2d | None = nn.BatchNorm2d(d * s_out)  # block i: step i
+            self.norm = nn.ModuleList(nn.BatchNorm2d(s_out) for _ in range(d))  # step i: [i]
         elif self.sigma is CRCSigma.shared_bn:
             self.norm = nn.BatchNorm2d(s_out)
-        else:
-            self.norm = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -87,30 +89,35 @@ class CRC(nn.Module):
             weight.data.mul_(gain)
         if self.bias is not None:
             nn.init.zeros_(self.bias)
-        if self.norm is not None:
-            self.norm.reset_parameters()
+        for module in () if self.norm is None else self.norm.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any,
+                              **kwargs: Any) -> None:
+        """Load a checkpoint of either layout: the per-step BatchNorms as ``norm.i.*``, or
+        (written before they were modules of their own) as one ``norm.*`` of d * S_out
+        channels, whose block i is split out as step i's; its one counter of batches goes
+        to every step, which saw as many."""
+        if isinstance(self.norm, nn.ModuleList) and f"{prefix}norm.weight" in state_dict:
+            for name in ("weight", "bias", "running_mean", "running_var",
+                         "num_batches_tracked"):
+                old = state_dict.get(f"{prefix}norm.{name}")
+                if old is None or old.dim() > 1 or (old.dim() and len(old) != self.d * self.s_out):
+                    continue  # not this layer's: left for load_state_dict to refuse
+                del state_dict[f"{prefix}norm.{name}"]
+                for i in range(self.d):
+                    block = old if old.dim() == 0 else old[i * self.s_out:(i + 1) * self.s_out]
+                    state_dict[f"{prefix}norm.{i}.{name}"] = block.clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- the per-step non-linearity -----------------------------------------------------------
     def _batch_norm(self, z: torch.Tensor, i: int) -> torch.Tensor:
-        """Step i's BatchNorm: the shared one, or channel block i of the separate ones."""
-        bn = self.norm
-        assert bn is not None
-        if self.sigma is CRCSigma.shared_bn:
-            return bn(z)
-        block = slice(i * self.s_out, (i + 1) * self.s_out)
-        # what nn.BatchNorm2d.forward does, on the block's slices of its tensors
-        momentum = 0.0 if bn.momentum is None else bn.momentum
-        if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-            if i == 0:  # one BatchNorm call per forward for the d blocks together
-                bn.num_batches_tracked.add_(1)
-            if bn.momentum is None:  # cumulative moving average
-                momentum = 1.0 / float(bn.num_batches_tracked)
-        use_batch_stats = bn.training or bn.running_mean is None
-        return F.batch_norm(
-            z,
-            None if bn.running_mean is None else bn.running_mean[block],
-            None if bn.running_var is None else bn.running_var[block],
-            bn.weight[block], bn.bias[block], use_batch_stats, momentum, bn.eps)
+        """Step i's BatchNorm: the shared one, or the i-th of the separate ones."""
+        if isinstance(self.norm, nn.ModuleList):
+            return self.norm[i](z)
+        assert self.norm is not None
+        return self.norm(z)
 
     def _sigma(self, z: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(the layer's output segment i, the state step i+1 sees) from the pre-activation."""
