@@ -148,7 +148,8 @@ def test_a_global_batch_the_world_size_does_not_divide_is_refused(run_dir: Path)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, proc.stderr  # rank 0 says it; rank 1 only exits as it does
     assert "trainer.batch_size=63" in errors[0] and "world size 2" in errors[0]
-    assert len(re.findall(r"exitcode\s+:\s+2\b", proc.stderr)) == 2, proc.stderr
+    # both ranks exit 2, but the first to do so makes torchrun stop the other (a race)
+    assert re.search(r"exitcode\s+:\s+2\b", proc.stderr), proc.stderr
     assert not run_dir.exists()
 
 
