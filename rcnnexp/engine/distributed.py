@@ -62,6 +62,16 @@ def leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+def finish_together() -> None:
+    """Wait for every rank to finish, then leave the group: a rank that tears its group down
+    while another is still writing (rank 0: results.json) breaks the other's connection,
+    and gloo then aborts that process at exit ("terminate called without an active
+    exception", SIGABRT) although its run succeeded."""
+    if is_distributed():
+        dist.barrier()
+        leave_process_group()
+
+
 def per_rank_batch(batch_size: int, world_size: int) -> int:
     """``trainer.batch_size`` is the global batch: each of the ranks takes an equal share."""
     if batch_size % world_size:

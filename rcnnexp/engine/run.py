@@ -28,7 +28,13 @@ from rcnnexp.engine.build import (
 )
 from rcnnexp.engine.checkpoint import TRAINING_KEYS, load_checkpoint, load_model_state
 from rcnnexp.engine.cluster import use_slurm_environment
-from rcnnexp.engine.distributed import broadcast_object, main_decides, per_rank_batch, wrap
+from rcnnexp.engine.distributed import (
+    broadcast_object,
+    finish_together,
+    main_decides,
+    per_rank_batch,
+    wrap,
+)
 from rcnnexp.engine.evaluate import evaluate
 from rcnnexp.engine.finetune import apply_finetune
 from rcnnexp.engine.hparams import hparams_of
@@ -83,6 +89,7 @@ def train(cfg: DictConfig, ctx: RunContext) -> dict[str, Any]:
                               resumed.path if resumed else None)
         if stage.name == "tune":
             tune = results
+    finish_together()
     return results
 
 
@@ -274,6 +281,7 @@ def evaluate_checkpoint(cfg: DictConfig, checkpoint: Path, split: str) -> dict[s
         raise ConfigError(f"split={split}: this dataset has only {', '.join(data.splits)}")
     start = time.perf_counter()
     metrics = evaluate(model, data, split, typed.trainer.eval_batch_size, runtime)
+    finish_together()
     return {
         "checkpoint": str(checkpoint),
         "split": split,

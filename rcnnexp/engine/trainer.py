@@ -213,14 +213,25 @@ class Trainer:
             self.save(is_best)
             self.logger.flush()
             self.progress.epoch_done(self._epoch_line(row))
-            # asked of any rank before the epoch's end, or of this one since: the checkpoint
-            # of every rank is saved either way
-            if stopping is not None or stop.signum is not None:
-                raise Interrupted(stop.signum or stopping)
+            # asked of any rank before the epoch's end, or of any since: the checkpoint of
+            # every rank is saved either way
+            signum = stopping or self.agreed_stop(stop)
+            if signum is not None:
+                raise Interrupted(signum)
             if self.schedule.should_stop:
                 self.stopped_early = True
                 self.progress.info(f"schedule exhausted after epoch {epoch + 1}: stopping")
                 break
+
+    def agreed_stop(self, stop: StopRequest) -> int | None:
+        """The signal to stop on now: this process's, or in a distributed run any rank's, so
+        that all ranks stop together (a rank asked a moment after this stops with the others
+        at the next log step)."""
+        if self.runtime.world_size == 1:
+            return stop.signum
+        asked = all_reduce_sum(torch.tensor([float(stop.signum is not None)],
+                                            dtype=torch.float64, device=self.runtime.device))
+        return (stop.signum or signal.SIGTERM) if asked[0] > 0 else None
 
     def train_epoch(self, epoch: int, stop: StopRequest) -> tuple[dict[str, float], int | None]:
         """One epoch's steps, from the batch a mid-epoch checkpoint stopped at, if any; its
