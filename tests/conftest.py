@@ -28,6 +28,7 @@ from rcnnexp.cli import CONF_DIR
 from rcnnexp.config import register_configs
 from rcnnexp.data.base import DataSpec
 from rcnnexp.engine.build import build_model
+from rcnnexp.engine.run import RunContext, train
 from rcnnexp.models.base import ImageClassifier
 
 TESTS = Path(__file__).resolve().parent
@@ -281,6 +282,14 @@ def flip_a_byte(path: Path, entry_suffix: str = "data/0") -> None:
 # quick settings for end-to-end runs on the digits: RCNN-8, one epoch of a few batches
 QUICK = ("model.K=8", "model.T=1", "trainer.epochs=1", "trainer.batch_size=128",
          "trainer.progress=false")
+# RCNN-8 on the digits at batch 32: 39 steps an epoch, seconds on one core
+SMALL_RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false")
+
+
+def train_in_process(run_dir: Path, *overrides: str) -> None:
+    """``rcnnexp train SMALL_RUN OVERRIDES`` in this process, where a test's patch of the
+    engine (a clock, a signal sent from a step) reaches it."""
+    train(compose_config([*SMALL_RUN, *overrides]), RunContext(run_dir=run_dir))
 # AlexNet's and C-RNN's layers narrowed to 8 channels (fc6-7: 16 units): seconds on a CPU
 TINY_ALEXNET = ("model.channels=[8,8,8,8,8]", "model.fc=16")
 TINY_CRNN = (*TINY_ALEXNET, "model.hidden=8")

@@ -26,6 +26,7 @@ from conftest import (
     read_csv,
     run_cli,
     scalars,
+    train_in_process,
     train_run,
 )
 
@@ -36,17 +37,9 @@ from rcnnexp.engine.build import build_optimizer, build_schedule
 from rcnnexp.engine.checkpoint import load_model_state
 from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.resume import Interrupted, check_same_run
-from rcnnexp.engine.run import RunContext, train
 from rcnnexp.engine.schedules import Schedule
 from rcnnexp.engine.trainer import Trainer
 from rcnnexp.errors import CheckpointError, ConfigError
-
-# RCNN-8 on the digits at batch 32: 39 steps an epoch, seconds on one core
-STEPS = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false")
-
-
-def train_here(run_dir: Path, *overrides: str) -> None:
-    train(compose_config([*STEPS, *overrides]), RunContext(run_dir=run_dir))
 
 
 def cuda() -> torch.device:
@@ -203,7 +196,8 @@ def test_a_step_reads_nothing_back_and_logs_only_every_log_every_steps(
     """With the fused optimizer (its rate a tensor) and log_every=4 over 39 steps: values
     are read back only at steps 4, 8, ..., 36 and at the epoch's end (39), where the
     evaluation follows; TensorBoard gets step-level scalars only there too."""
-    train_here(tmp_path / "run", "trainer.epochs=1", "trainer.log_every=4", "optim.fused=true")
+    train_in_process(tmp_path / "run", "trainer.epochs=1", "trainer.log_every=4",
+                     "optim.fused=true")
     assert sorted(reads_by_step) and set(reads_by_step) <= {*range(4, 39, 4), 39}, reads_by_step
     assert set(tensorboard_steps) == {*range(4, 39, 4), 39}  # 39: the epoch's and final ones
 
@@ -214,7 +208,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, backends_restored: N
     """Two epochs, no checkpoint inside them."""
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     with one_torch_thread():  # as the test's own runs (one_thread): bit for bit
-        train_here(run_dir, "trainer.epochs=2")
+        train_in_process(run_dir, "trainer.epochs=2")
     return run_dir
 
 
@@ -233,11 +227,11 @@ def test_a_run_preempted_after_a_step_checkpoint_resumes_to_the_uninterrupted_en
 
     monkeypatch.setattr(Trainer, "save_inside_epoch", save_then_die)
     with pytest.raises(SystemExit):
-        train_here(run_dir, "trainer.epochs=2", "trainer.checkpoint_every_steps=10")
+        train_in_process(run_dir, "trainer.epochs=2", "trainer.checkpoint_every_steps=10")
     monkeypatch.undo()
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]
     assert (state["epoch"], state["batch"], state["step"]) == (1, 11, 50)
-    train_here(run_dir, "trainer.epochs=2", "trainer.checkpoint_every_steps=10",
+    train_in_process(run_dir, "trainer.epochs=2", "trainer.checkpoint_every_steps=10",
                "trainer.resume=auto")
     assert_same_run(uninterrupted, run_dir)
 
@@ -255,7 +249,7 @@ def test_a_checkpoint_every_few_minutes_is_written_inside_the_epoch(
     # a minute passes between any two readings of the clock: it moves 61 s each time
     clock = iter(range(0, 10**6, 61))
     monkeypatch.setattr("rcnnexp.engine.trainer.time.perf_counter", lambda: float(next(clock)))
-    train_here(tmp_path / "run", "trainer.epochs=1", "trainer.checkpoint_every_minutes=1")
+    train_in_process(tmp_path / "run", "trainer.epochs=1", "trainer.checkpoint_every_minutes=1")
     # the clock is read at the log steps (log_every=10) of the 39; the last is the epoch's
     assert saved == [(10, 10), (20, 20), (30, 30)]
 
@@ -357,7 +351,7 @@ def test_a_cuda_step_never_waits_for_the_device(tmp_path: Path, backends_restore
         monkeypatch.setattr(Schedule, "step", schedule_step)
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            train_here(tmp_path / "run", "trainer.device=cuda", "trainer.epochs=1",
+            train_in_process(tmp_path / "run", "trainer.device=cuda", "trainer.epochs=1",
                        "trainer.log_every=4")
         finally:
             torch.cuda.set_sync_debug_mode("default")

@@ -16,27 +16,22 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import (
+    SMALL_RUN,
     assert_clean_error,
     assert_same_run,
     compose_config,
     flip_a_byte,
     one_torch_thread,
     run_cli,
+    train_in_process,
     train_run,
 )
 
 import rcnnexp.engine.trainer as trainer_module
 from rcnnexp.config import validate
 from rcnnexp.engine.resume import Interrupted
-from rcnnexp.engine.run import RunContext, train
 from rcnnexp.engine.schedules import Schedule
 from rcnnexp.errors import ConfigError
-
-RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false")
-
-
-def train_in_process(run_dir: Path, *overrides: str) -> None:
-    train(compose_config([*RUN, *overrides]), RunContext(run_dir=run_dir))
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:
@@ -83,7 +78,7 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_the_last_finite_checkpoin
         tmp_path: Path) -> None:
     # measured: with this rate (warmed up over 2 epochs) epoch 1 ends finite, epoch 2 is NaN
     run_dir = tmp_path / "run"
-    proc = run_cli("train", *RUN, "trainer.epochs=2", "schedule=constant",
+    proc = run_cli("train", *SMALL_RUN, "trainer.epochs=2", "schedule=constant",
                    "schedule.warmup_epochs=2", "optim.lr=2e4", f"hydra.run.dir={run_dir}")
     assert_clean_error(proc, "training loss is nan in epoch 2", "diverged", "optim.lr",
                        "last.pt keeps epoch 1")
@@ -104,7 +99,7 @@ def test_a_learning_rate_that_is_not_finite_is_refused(value: str) -> None:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    train_run(run_dir, *RUN, "trainer.epochs=1")
+    train_run(run_dir, *SMALL_RUN, "trainer.epochs=1")
     return run_dir
 
 
@@ -120,7 +115,7 @@ def test_a_flipped_byte_in_last_pt_is_refused_by_resume_and_eval(finished: Path,
     proc = run_cli("eval", f"checkpoint={last}", f"output={tmp_path / 'eval.json'}")
     assert_clean_error(proc, "fails its CRC check", f"{best} (epoch 1) is intact")
     assert not (tmp_path / "eval.json").exists()
-    proc = run_cli("train", *RUN, "trainer.epochs=2", "trainer.resume=auto",
+    proc = run_cli("train", *SMALL_RUN, "trainer.epochs=2", "trainer.resume=auto",
                    f"hydra.run.dir={run_dir}")
     assert_clean_error(proc, "fails its CRC check", f"trainer.resume={best}")
     assert not (run_dir / "results.json").exists()
