@@ -71,6 +71,8 @@ def _omegaconf(err: OmegaConfBaseException) -> str:
         first = err.msg.splitlines()[0] if err.msg else type(err).__name__
         choices = _enum_choices(schema, str(err.key)) if schema is not None else []
         hint = did_you_mean(str(err.value), choices) if choices else ""
+        if schema is not None and not choices:
+            hint = _bool_hint(schema, str(err.key))
         return f"{key}={err.value}: {first}{hint}"
     if isinstance(err, ConfigTypeError) and "deletion" in str(err.msg):
         return (f"~{key}: a key the schema declares cannot be deleted; set it instead "
@@ -90,6 +92,19 @@ def _enum_choices(schema: Any, field_name: str) -> list[str]:
         return []
     kind = hints.get(field_name)
     return [m.value for m in kind] if isinstance(kind, type) and issubclass(kind, Enum) else []
+
+
+def _bool_hint(schema: Any, field_name: str) -> str:
+    """What a yes/no key takes, said where OmegaConf says only what it does not."""
+    try:
+        kind = typing.get_type_hints(schema).get(field_name)
+    except (NameError, TypeError):
+        return ""
+    if kind is bool:
+        return " (write true or false)"
+    if kind == bool | None:
+        return " (write true, false or null)"
+    return ""
 
 
 def unknown_key_message(key: str, parent: str, known: list[str]) -> str:
