@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import datetime
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -70,6 +71,19 @@ def finish_together() -> None:
     if is_distributed():
         dist.barrier()
         leave_process_group()
+
+
+def launcher_words() -> list[str]:
+    """The words before ``rcnnexp`` that start this run's processes again: none for one
+    process, or for tasks a cluster started (SLURM requeues them as they were); torchrun's,
+    with the processes per node it started (and the nodes, whose rendezvous options are the
+    user's own), for a run torchrun started."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1 or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return []
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = [] if local == world else [f"--nnodes={world // local}"]
+    return ["torchrun", *nodes, f"--nproc_per_node={local}", "--no-python"]
 
 
 def per_rank_batch(batch_size: int, world_size: int) -> int:

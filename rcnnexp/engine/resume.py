@@ -14,7 +14,7 @@ import json
 import os
 import shlex
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,12 +133,15 @@ def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path, *,
         + f"\nResume with the overrides that run started with: {overrides}")
 
 
-def resume_hint(overrides: list[str], run_dir: Path, resumable: bool) -> str:
-    """The command that continues an interrupted run (shell-quoted), or why there is none."""
+def resume_hint(overrides: list[str], run_dir: Path, resumable: bool,
+                launcher: Sequence[str] = ()) -> str:
+    """The command that continues an interrupted run (shell-quoted), or why there is none;
+    ``launcher``: the words that started ``rcnnexp`` (torchrun's), which start it again."""
     if not resumable:
         return "nothing was saved, nothing to resume"
     args = [o for o in overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
-    command = ["rcnnexp", "train", *args, "trainer.resume=auto", f"hydra.run.dir={run_dir}"]
+    command = [*launcher, "rcnnexp", "train", *args, "trainer.resume=auto",
+               f"hydra.run.dir={run_dir}"]
     return "continue with: " + " ".join(shlex.quote(a) for a in command)
 
 

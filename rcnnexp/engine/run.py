@@ -31,6 +31,7 @@ from rcnnexp.engine.cluster import use_slurm_environment
 from rcnnexp.engine.distributed import (
     broadcast_object,
     finish_together,
+    launcher_words,
     main_decides,
     per_rank_batch,
     wrap,
@@ -216,7 +217,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
             f"after the last epoch ({where}{done}), before the run's results were written")
         log.info("interrupted (%s) %s; %s",
                  type(err).__name__ if code == 130 else err, when,
-                 resume_hint(ctx.overrides, ctx.run_dir, saved or stage.name == "retrain"))
+                 resume_hint(ctx.overrides, ctx.run_dir, saved or stage.name == "retrain",
+                             launcher_words()))
         if stop is not None:
             stop.pass_on()  # a job that submitit watches is requeued here, and exits
         raise SystemExit(code) from None
