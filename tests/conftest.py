@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +181,17 @@ def wait_for(path: Path, proc: subprocess.Popen[str], timeout: float = 120) -> N
     while not path.exists():
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def wait_for_state(path: Path, proc: subprocess.Popen[str],
+                   ready: Callable[[dict[str, Any]], bool], timeout: float = 120) -> None:
+    """Until the checkpoint at ``path`` holds a training state that is ``ready``, failing if
+    the process ends first (checkpoints are renamed into place whole: each read is one)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and ready(torch.load(path, weights_only=True)["state"])):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, f"{path} never held the state waited for"
         time.sleep(0.02)
 
 

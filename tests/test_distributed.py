@@ -24,6 +24,7 @@ from conftest import (
     torchrun_worker,
     train_run,
     wait_for,
+    wait_for_state,
 )
 from torch import nn
 
@@ -130,8 +131,12 @@ def test_a_rank_killed_with_sigkill_ends_the_job_and_the_run_resumes_to_the_same
 def test_sigterm_stops_both_ranks_at_the_same_step_and_the_run_resumes_mid_epoch(
         uninterrupted: Path, tmp_path: Path) -> None:
     stopped = tmp_path / "stopped"
-    proc = start_torchrun(2, "train", *RANDOM, f"hydra.run.dir={stopped}")
-    wait_for(stopped / "checkpoints" / "last.pt", proc)
+    # a checkpoint every 10 steps (which changes nothing else) tells when epoch 2 has begun:
+    # a signal sent at epoch 1's end would stop the ranks there, together, but not mid-epoch
+    proc = start_torchrun(2, "train", *RANDOM, "trainer.checkpoint_every_steps=10",
+                          f"hydra.run.dir={stopped}")
+    wait_for_state(stopped / "checkpoints" / "last.pt", proc,
+                   lambda state: state["epoch"] == 1 and state["batch"] > 0)
     proc.send_signal(signal.SIGTERM)  # torchrun passes it to both ranks
     output = proc.communicate(timeout=120)[0]
     assert "interrupted (SIGTERM) in epoch 2" in output, output
@@ -139,7 +144,8 @@ def test_sigterm_stops_both_ranks_at_the_same_step_and_the_run_resumes_mid_epoch
     assert "continue with: torchrun --nproc_per_node=2 --no-python rcnnexp train" in output
     state = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)["state"]
     assert state["epoch"] == 1 and state["batch"] > 0, output  # inside epoch 2
-    torchrun_train(2, stopped, *RANDOM, "trainer.resume=auto")
+    torchrun_train(2, stopped, *RANDOM, "trainer.checkpoint_every_steps=10",
+                   "trainer.resume=auto")
     assert_same_run(uninterrupted, stopped)
 
 
