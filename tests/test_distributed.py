@@ -128,6 +128,22 @@ def test_a_rank_killed_with_sigkill_ends_the_job_and_the_run_resumes_to_the_same
     assert_same_run(uninterrupted, killed)
 
 
+def test_a_run_killed_after_a_step_checkpoint_between_log_steps_resumes_to_the_same_end(
+        uninterrupted: Path, tmp_path: Path) -> None:
+    """A checkpoint every 5 steps, logs every 2: an odd step's checkpoint holds the window
+    of sums since the last log, which each rank has only its share of until it is saved."""
+    killed = tmp_path / "killed"
+    proc = start_torchrun(2, "train", *RANDOM, "trainer.checkpoint_every_steps=5",
+                          f"hydra.run.dir={killed}")
+    wait_for_state(killed / "checkpoints" / "last.pt", proc,
+                   lambda state: state["batch"] > 0 and state["epoch_sums"][5] > 0)
+    os.kill(torchrun_worker(proc, 1), signal.SIGKILL)
+    proc.communicate(timeout=120)
+    torchrun_train(2, killed, *RANDOM, "trainer.checkpoint_every_steps=5",
+                   "trainer.resume=auto")
+    assert_same_run(uninterrupted, killed)
+
+
 def test_sigterm_stops_both_ranks_at_the_same_step_and_the_run_resumes_mid_epoch(
         uninterrupted: Path, tmp_path: Path) -> None:
     stopped = tmp_path / "stopped"

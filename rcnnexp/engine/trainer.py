@@ -301,8 +301,7 @@ class Trainer:
                 self.save_inside_epoch(epoch, i + 1, sums, window)
                 raise Interrupted(stopping)
             if i + 1 < total and self.checkpoint_due(clock_due):  # (an epoch's end saves)
-                # every rank's window since the last log: rank 0 carries it into the file
-                self.save_inside_epoch(epoch, i + 1, sums, all_reduce_sum(window.clone()))
+                self.save_inside_epoch(epoch, i + 1, sums, window)
         self.state.batch, self.state.epoch_sums = 0, []
         reduced = all_reduce_sum(torch.cat([window, window.new_tensor(
             [stop.signum is not None])]))
