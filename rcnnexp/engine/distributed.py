@@ -162,5 +162,5 @@ def main_decides(decide: Callable[[], T]) -> T:
 
 
 __all__ = ["TIMEOUT", "all_reduce_sum", "broadcast_buffers", "broadcast_object",
-           "gather_objects", "is_distributed", "join_process_group", "main_decides",
-           "per_rank_batch", "wrap"]
+           "finish_together", "gather_objects", "is_distributed", "join_process_group",
+           "launcher_words", "leave_process_group", "main_decides", "per_rank_batch", "wrap"]

@@ -201,8 +201,7 @@ class Trainer:
         after the current step (inside an epoch) or after the epoch's checkpoint."""
         stop = stop or StopRequest()
         for epoch in range(self.state.epoch, self.cfg.epochs):
-            metrics, stopping = self.train_epoch(epoch, stop)
-            row = {"epoch": epoch + 1, **metrics}
+            row = {"epoch": epoch + 1, **self.train_epoch(epoch, stop)}
             if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
                 row.update(self.evaluate_splits(epoch + 1))
                 self.schedule.on_eval(row)
@@ -213,9 +212,9 @@ class Trainer:
             self.save(is_best)
             self.logger.flush()
             self.progress.epoch_done(self._epoch_line(row))
-            # asked of any rank before the epoch's end, or of any since: the checkpoint of
-            # every rank is saved either way
-            signum = stopping or self.agreed_stop(stop)
+            # asked of any rank during the epoch or since: the checkpoint of every rank is
+            # saved either way
+            signum = self.agreed_stop(stop)
             if signum is not None:
                 raise Interrupted(signum)
             if self.schedule.should_stop:
@@ -233,9 +232,8 @@ class Trainer:
                                             dtype=torch.float64, device=self.runtime.device))
         return (stop.signum or signal.SIGTERM) if asked[0] > 0 else None
 
-    def train_epoch(self, epoch: int, stop: StopRequest) -> tuple[dict[str, float], int | None]:
-        """One epoch's steps, from the batch a mid-epoch checkpoint stopped at, if any; its
-        metrics, and the signal that asks every rank to stop after it (None: go on)."""
+    def train_epoch(self, epoch: int, stop: StopRequest) -> dict[str, float]:
+        """One epoch's steps, from the batch a mid-epoch checkpoint stopped at, if any."""
         model, runtime, cfg = self.train_model, self.runtime, self.cfg
         model.train()
         batch_size = per_rank_batch(cfg.batch_size, runtime.world_size)
@@ -303,9 +301,7 @@ class Trainer:
             if i + 1 < total and self.checkpoint_due(clock_due):  # (an epoch's end saves)
                 self.save_inside_epoch(epoch, i + 1, sums, window)
         self.state.batch, self.state.epoch_sums = 0, []
-        reduced = all_reduce_sum(torch.cat([window, window.new_tensor(
-            [stop.signum is not None])]))
-        sums += reduced[:3]
+        sums += all_reduce_sum(window)
         loss_sum, correct, n = sums.tolist()
         seconds = time.perf_counter() - start
         self.check_finite(loss_sum, epoch)
@@ -317,7 +313,7 @@ class Trainer:
                             step, prefix="train/")
         self.logger.scalars({"epoch_time_s": seconds, "images_per_s": metrics["images_per_s"]},
                             step, prefix="time/")
-        return metrics, (stop.signum or signal.SIGTERM) if reduced[3] > 0 else None
+        return metrics
 
     def evaluate_splits(self, epoch: int) -> dict[str, float]:
         out: dict[str, float] = {}
