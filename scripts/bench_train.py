@@ -84,6 +84,7 @@ FAMILIES = {  # the issue's model families, each an experiment preset (a paper's
     "rcnn96-24": "rcnn/t2_aug_rcnn96",
     "recnet60-1280": "recnet/t3_60_1280",
     "crnn227": "crnn/t1_crnn_1view",
+    "rcnn32-28": "rcnn/t4_rcnn32",  # MNIST, the CPU path of RCNN Table 4
 }
 COMPILE_MODES = ("off", "default", "reduce-overhead")  # eager, Inductor, and CUDA graphs
 PRECISIONS = ("fp32", "bf16")  # the grid's; fp16 and auto on request

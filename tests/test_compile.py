@@ -102,14 +102,24 @@ def test_fp16_lrn_normalises_activations_whose_square_overflows_fp16() -> None:
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_fp32_lrn_is_bit_identical_to_nn_local_response_norm(
+def test_fp32_lrn_and_its_gradient_equal_nn_local_response_norm_in_fp64(
         memory_format: torch.memory_format) -> None:
+    """The window sum is a matrix product and the backward pass hand-written: both agree
+    with autograd through ``F.local_response_norm`` (in fp64) to fp32 rounding, for odd and
+    even windows, and the output keeps the input's memory format."""
     torch.manual_seed(0)
     x = (torch.randn(3, 24, 5, 7) * 10).relu().contiguous(memory_format=memory_format)
+    grad = torch.randn(3, 24, 5, 7)
     for size, alpha in ((24 // 8 + 1, 1e-3), (5, 1e-4), (2, 1.0)):
-        ours = LocalResponseNorm(size, alpha=alpha, beta=0.75, k=1.0)
-        theirs = nn.LocalResponseNorm(size, alpha=alpha, beta=0.75, k=1.0)
-        assert torch.equal(ours(x), theirs(x))
+        ours_in = x.clone().requires_grad_()
+        ours = LocalResponseNorm(size, alpha=alpha, beta=0.75, k=1.0)(ours_in)
+        ours.backward(grad)
+        exact_in = x.double().requires_grad_()
+        exact = nn.LocalResponseNorm(size, alpha=alpha, beta=0.75, k=1.0)(exact_in)
+        exact.backward(grad.double())
+        assert ours.is_contiguous(memory_format=memory_format)
+        torch.testing.assert_close(ours.double(), exact, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ours_in.grad.double(), exact_in.grad, rtol=1e-5, atol=1e-6)
 
 
 # -- C-RNN's quad-directional RNN ---------------------------------------------------------------
