@@ -204,6 +204,8 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
              run_dir / "results.json")
     if not sweeping:
         log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
+    if cfg.optimized_metric is not None:  # a search's trial: its sweeper wants one number
+        return results[cfg.optimized_metric]
     return results
 
 
@@ -414,15 +416,40 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
         if not multirun:
             return [overrides]
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-        params = compose(fixed, hydra_node=True).hydra.sweeper.params or {}
+        sweeper = compose(fixed, hydra_node=True).hydra.sweeper
+        params = sweeper.params or {}
         everything = parser.parse_overrides([*(f"{k}={v}" for k, v in params.items()),
                                              *overrides])
+        if sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+            return search_space_ends(everything)
         [jobs] = BasicSweeper.split_arguments(everything, None)
     except HydraException as err:
         from rcnnexp.config import explain
 
         _fail(explain(err))
     return jobs
+
+
+def search_space_ends(overrides: Sequence[Any]) -> list[list[str]]:
+    """A search's (conf/search) trials are drawn as it runs, so what can be checked before is
+    its space: two jobs, one with every swept key at its first choice or an interval's lower
+    end, one at its last choice or upper end (parsed overrides in, override strings out)."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep
+
+    ends: list[list[str]] = [[], []]
+    for override in overrides:
+        value = override.value() if override.is_sweep_override() else None
+        if isinstance(value, ChoiceSweep):
+            picks = [value.list[0], value.list[-1]]
+        elif isinstance(value, IntervalSweep):
+            picks = [value.start, value.end]
+        else:
+            for job in ends:
+                job.append(override.input_line)
+            continue
+        for job, pick in zip(ends, picks, strict=True):
+            job.append(f"{override.get_key_element()}={pick}")
+    return ends
 
 
 def list_jobs(args: list[str], multirun: bool) -> None:

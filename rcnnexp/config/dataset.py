@@ -13,7 +13,8 @@ device, :mod:`rcnnexp.data.transforms`):
   positions of the ten views), ``flip`` (random horizontal flips in training);
 * ``views``: test-time views whose softmax outputs are averaged: ``center``, ``grid9`` (3x3
   crops ``view_stride`` pixels apart), ``ten`` (4 corners + centre and their mirrors);
-* ``scale``: the normalised pixels are multiplied by it (Caffe's 0..255 inputs: 255).
+* ``scale``: the normalised pixels are multiplied by it (Caffe's 0..255 inputs: 255);
+* ``train_fraction``: train on a class-stratified share of the training split (a search).
 """
 
 from __future__ import annotations
@@ -38,8 +39,13 @@ class DatasetConfig:
     views: Views = Views.center  # test-time views, their softmax averaged
     view_stride: int = 4  # pixels between the grid9 views
     scale: float = 1.0  # multiplies the normalised pixels
+    # the share of the training split trained on (class-stratified, fixed by the seed 0): a
+    # search's short trials (conf/search); 1.0: all of it
+    train_fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        require(0 < self.train_fraction <= 1,
+                f"dataset.train_fraction must be in (0, 1], got {self.train_fraction}")
         require(self.crop is None or self.crop > 0,
                 f"dataset.crop must be positive or null, got {self.crop}")
         require(self.padding >= 0, f"dataset.padding must be zero or more, got {self.padding}")

@@ -22,6 +22,13 @@ class PaperMetric(str, Enum):
     test_top5 = "test_top5"
 
 
+class OptimizedMetric(str, Enum):
+    """What a search's sweeper maximises (``optimized_metric``, conf/search): validation
+    numbers only, so that choosing a value never looks at the test split."""
+
+    best_val_top1 = "best_val_top1"  # results.json's: the best epoch's validation top-1
+
+
 @dataclass
 class PaperValue:
     """One number of a table row: on which dataset option, in which metric."""
@@ -64,3 +71,6 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     paper: PaperResult | None = None  # set by experiment presets that reproduce a table row
+    # the results.json key a sweeper optimises (conf/search: best_val_top1): a job then
+    # returns that number to it; null: the job returns its whole results
+    optimized_metric: OptimizedMetric | None = None

@@ -66,6 +66,8 @@ class TrainerConfig:
     channels_last: bool = False
     compile: Compile = Compile.off
     eval_every: int = 1  # epochs between evaluations of val and test (and the last epoch)
+    # false: the test split is never evaluated (a search's trials choose on validation alone)
+    eval_test: bool = True
     log_every: int = 10  # iterations between step-level TensorBoard scalars
     workers: int = 4  # DataLoader worker processes, for datasets that read files
     progress: bool = True  # tqdm bars on a terminal; plain lines otherwise

@@ -47,6 +47,7 @@ from rcnnexp.data.decode import (
     read_payload,
 )
 from rcnnexp.data.files import unreadable
+from rcnnexp.data.tensor import training_share
 from rcnnexp.data.transforms import BatchPipeline, Stats, cached_stats, compute_stats, stats_key
 from rcnnexp.errors import ConfigError, DataError
 
@@ -185,7 +186,8 @@ class FolderDataModule(DataModule):
     title: str = "images"
 
     def __init__(self, *, root: str, download: bool, resize: int, decode: str,
-                 jpeg_draft: bool, stats_images: int | None, **transforms: Any) -> None:
+                 jpeg_draft: bool, stats_images: int | None, train_fraction: float = 1.0,
+                 **transforms: Any) -> None:
         """``transforms``: the keyword arguments of :class:`BatchPipeline`, as the dataset's
         config gives them (conf/dataset/*.yaml: Caffe's for the image-folder datasets)."""
         self.root = root
@@ -194,6 +196,7 @@ class FolderDataModule(DataModule):
         self.decode = choice(Decode, "dataset.decode", decode)
         self.jpeg_draft = jpeg_draft
         self.stats_images = stats_images
+        self.train_fraction = train_fraction
         self.pipeline = BatchPipeline((resize, resize), **transforms)
         self.files: ImageFiles | CachedImages | None = None
         self.decoder = Decode.pil  # what setup chose for the files: pil or torchvision
@@ -227,6 +230,11 @@ class FolderDataModule(DataModule):
         cache = self.open_cache(samples)
         if merge_validation and "val" in samples:
             samples["train"] = samples["train"] + samples.pop("val")
+        if self.train_fraction < 1 and samples.get("train"):
+            train = samples["train"]
+            keep = training_share(torch.tensor([label for _, label in train]),
+                                  self.train_fraction)
+            samples["train"] = [train[i] for i in keep.tolist()]
         if not samples.get("train"):
             raise DataError(f"{self.title}: no training images found in {self.folder}")
         paths: list[str] = []

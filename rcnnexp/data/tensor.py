@@ -34,11 +34,13 @@ class TensorDataModule(DataModule):
     stored_size: tuple[int, int]
     name: str = "data"  # names the statistics cache file
 
-    def __init__(self, *, root: str, download: bool, **transforms: Any) -> None:
+    def __init__(self, *, root: str, download: bool, train_fraction: float = 1.0,
+                 **transforms: Any) -> None:
         """``transforms``: the keyword arguments of :class:`BatchPipeline` (normalize, crop,
         padding, train_crops, flip, views, view_stride, scale)."""
         self.root = root
         self.download = download
+        self.train_fraction = train_fraction
         self.pipeline = BatchPipeline(self.stored_size, **transforms)
         self.images: dict[str, torch.Tensor] = {}  # split -> uint8 [N, C, H, W]
         self.labels: dict[str, torch.Tensor] = {}  # split -> int64 [N]
@@ -67,6 +69,10 @@ class TensorDataModule(DataModule):
         if merge_validation and "val" in loaded:
             (xt, yt), (xv, yv) = loaded["train"], loaded.pop("val")
             loaded["train"] = (torch.cat([xt, xv]), torch.cat([yt, yv]))
+        if self.train_fraction < 1 and "train" in loaded:
+            images, labels = loaded["train"]
+            keep = training_share(labels, self.train_fraction)
+            loaded["train"] = (images[keep], labels[keep])
         for split, (images, labels) in loaded.items():
             expected = (self.channels, *self.stored_size)
             if (images.dtype != torch.uint8 or images.dim() != 4
@@ -134,6 +140,12 @@ def stratified_split(labels: torch.Tensor, fractions: tuple[float, ...], seed: i
             start += n
         parts[-1].append(idx[start:])
     return [torch.cat(p).sort().values for p in parts]
+
+
+def training_share(labels: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Indices of a class-stratified ``fraction`` of the training images
+    (``dataset.train_fraction``), the same for every seed and run: seeded by 0."""
+    return stratified_split(labels, (fraction,), 0)[0]
 
 
 def per_class_split(labels: torch.Tensor, per_class: int, seed: int, what: str = "the data",

@@ -318,7 +318,7 @@ class Trainer:
     def evaluate_splits(self, epoch: int) -> dict[str, float]:
         out: dict[str, float] = {}
         for split in ("val", "test"):
-            if split not in self.data.splits:
+            if split not in self.data.splits or (split == "test" and not self.cfg.eval_test):
                 continue
             broadcast_buffers(self.model)  # every rank scores the model rank 0 saves
             metrics = evaluate(self.model, self.data, split, self.cfg.eval_batch_size,
