@@ -270,7 +270,7 @@ def measure(variant: Variant, args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(cfg.model, spec).to(device)
     flops_per_image = count_flops(model, spec)
     train_model = accelerate(model, tc, device)  # what the trainer's step calls
-    optimizer = build_optimizer(cfg.optim, model.parameters())
+    optimizer = build_optimizer(cfg.optim, model)
     images_per_epoch = train_images(cfg.dataset)
     batch = tc.batch_size
     schedule = build_schedule(cfg.schedule, optimizer, max(1, images_per_epoch // batch),

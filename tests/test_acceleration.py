@@ -116,7 +116,7 @@ def test_a_compiled_modules_state_dict_loads_into_the_plain_model() -> None:
 def sgd_steps(fused: str, steps: int = 5) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     model = tiny_rcnn()
     cfg = compose_config([f"optim.fused={fused}", "schedule=cosine"])
-    optimizer = build_optimizer(cfg.optim, model.parameters())
+    optimizer = build_optimizer(cfg.optim, model)
     schedule = build_schedule(cfg.schedule, optimizer, steps, 1)
     x, y = torch.randn(8, 1, 16, 16), torch.arange(8)
     for _ in range(steps):
@@ -325,7 +325,7 @@ def test_the_defaults_resolve_to_fast_kernels_on_cuda(backends_restored: None) -
     assert torch.backends.cudnn.benchmark and torch.backends.cudnn.allow_tf32
     assert torch.get_float32_matmul_precision() == "high"
     model = tiny_rcnn().cuda()
-    optimizer = build_optimizer(compose_config([]).optim, model.parameters())
+    optimizer = build_optimizer(compose_config([]).optim, model)
     assert optimizer.param_groups[0]["fused"]
 
 

@@ -60,7 +60,7 @@ def test_model_trains_a_step_on_dataset(model: str, dataset: str, root: Path) ->
     data.setup(torch.device("cpu"), 0)
     x, y = next(data.train_batches(2, torch.Generator().manual_seed(0)))
     assert x.shape == (2, spec.in_channels, *spec.image_size) and x.dtype == torch.float32
-    optimizer = build_optimizer(cfg.optim, net.parameters())
+    optimizer = build_optimizer(cfg.optim, net)
     net.train()
     loss = F.cross_entropy(net(x), y)
     optimizer.zero_grad()

@@ -167,7 +167,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
                                    runtime.world_size)
     # what a step calls (compiled, then DDP around it); the plain model is what is saved
     train_model = wrap(accelerate(model, tc, runtime.device), runtime.device)
-    optimizer = build_optimizer(cfg.optim, model.parameters())
+    optimizer = build_optimizer(cfg.optim, model)
     schedule = build_schedule(stage.schedule(cfg.schedule), optimizer, iters, tc.epochs)
 
     plain = to_plain(cfg)

@@ -128,7 +128,8 @@ class CosineRestartsSchedule(Schedule):
 
     Restarts at epochs 20, 60, 120 of 200 give cycles of 20, 40, 60 and 80 epochs (RecNet),
     which ``CosineAnnealingWarmRestarts`` (cycle lengths in a fixed ratio) cannot express.
-    Updated every iteration; at each restart the learning rate is back at its maximum.
+    Updated every iteration (for RecNet our choice: the paper does not say whether per
+    iteration or per epoch); at each restart the learning rate is back at its maximum.
     """
 
     def __init__(self, *args: Any, restarts: Sequence[int] = (), min_lr: float = 0.0,

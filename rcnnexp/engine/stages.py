@@ -1,10 +1,14 @@
 """A run's stages: one training, or RCNN's two (tune on a validation split, then retrain).
 
-Liang & Hu tune on part of the training images (CIFAR: the last 10,000 are the validation
-set), dividing the learning rate by 10 whenever validation accuracy stops improving, and
-then retrain from scratch on *all* training images with the same schedule; their test
-errors are the retrained models'. With ``trainer.retrain=true`` one ``rcnnexp train`` does
-both, in one run directory:
+Liang & Hu tune on part of the training images (CIFAR-10: the last 10,000 are the
+validation set), dividing the learning rate by 10 whenever validation accuracy stops
+improving, and then retrain on *all* 50,000 training images; their CIFAR-10 test errors
+are the retrained models'. The paper states this for CIFAR-10 only and does not say how the
+retraining schedules its rate. Ours (the ``rcnn`` recipes turn it on for every dataset, so
+that every row is measured alike): the retraining starts from scratch and replays stage 1's
+cuts at the same *epochs*, so with 25 % more images an epoch (CIFAR) it takes 25 % more
+steps before each cut. With ``trainer.retrain=true`` one ``rcnnexp train`` does both, in one
+run directory:
 
     <run dir>/tune/         stage 1: train on train, validate on val (checkpoints, tb/,
                             metrics.csv, results.json of its own)
