@@ -63,8 +63,16 @@ class SweepReport(Callback):
 
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
         """A sweep run again in its folder (hydra.sweep.dir=...) runs every job again: the
-        earlier run's records go, so that the summary is this run's."""
-        shutil.rmtree(Path(str(config.hydra.sweep.dir)) / RECORDS, ignore_errors=True)
+        earlier run's records go, so that the summary is this run's. A sweeper that keeps no
+        record of the sweep (Optuna's, for conf/search) gets Hydra's ``multirun.yaml`` here,
+        which marks the folder as a sweep for ``rcnnexp report`` while it runs."""
+        from omegaconf import OmegaConf
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        shutil.rmtree(sweep_dir / RECORDS, ignore_errors=True)
+        if not (sweep_dir / "multirun.yaml").exists():
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(config, sweep_dir / "multirun.yaml")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **_: Any) -> None:
         from hydra.core.utils import JobStatus

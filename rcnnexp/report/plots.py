@@ -16,9 +16,11 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullForm
 
 from rcnnexp.report.aggregate import RowResult, Sweep
 from rcnnexp.report.runs import Run
+from rcnnexp.report.search import Search
 
 METRIC_LABELS = {"test_error": "test error (%)", "test_top5_error": "top-5 test error (%)",
-                 "test_top1": "test accuracy (%)", "test_top5": "top-5 test accuracy (%)"}
+                 "test_top1": "test accuracy (%)", "test_top5": "top-5 test accuracy (%)",
+                 "best_val_top1": "best validation accuracy (%)"}
 DPI = 110
 
 
@@ -141,6 +143,8 @@ def sweep_figure(sweep: Sweep, key: str, metric: str, path: Path) -> Path:
     ax.errorbar(xs, [statistics.fmean(g) for g in groups],
                 yerr=[statistics.stdev(g) if len(g) > 1 else 0.0 for g in groups], fmt="o-",
                 color="tab:blue", capsize=4, label="mean ± std")
+    if xs and xs[0] > 0 and xs[-1] / xs[0] >= 100:  # a rate or decay searched on a log scale
+        ax.set_xscale("log")
     ax.set_xlabel(key)
     ax.set_ylabel(METRIC_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
@@ -149,4 +153,30 @@ def sweep_figure(sweep: Sweep, key: str, metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-__all__ = ["curve", "curves_figure", "size_figure", "sweep_figure", "table_figure"]
+def search_figure(search: Search, path: Path) -> Path:
+    """A search's trials in the order they ran, each one's metric and the best so far."""
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    points = sorted((_trial_number(r), r.metric(search.metric)) for r in search.sweep.runs)
+    points = [(n, y) for n, y in points if y is not None]
+    ax.scatter([n for n, _ in points], [y for _, y in points], color="tab:gray", s=14,
+               label="trials")
+    best: list[float] = []
+    for _, y in points:
+        best.append(max(y, best[-1]) if best else y)
+    ax.step([n for n, _ in points], best, where="post", color="tab:blue", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(METRIC_LABELS.get(search.metric, search.metric))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{search.sweep.directory.name}: {search.metric} by trial", fontsize=10)
+    return _save(fig, path)
+
+
+def _trial_number(run: Run) -> int:
+    name = run.directory.name
+    return int(name) if name.isdigit() else 1 << 30
+
+
+__all__ = ["curve", "curves_figure", "search_figure", "size_figure", "sweep_figure",
+           "table_figure"]

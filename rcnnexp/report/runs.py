@@ -76,6 +76,11 @@ def read_history(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+# what a sweep folder holds: Hydra's basic sweeper's record of the sweep, or (a search, with
+# Hydra's Optuna sweeper) the best trial, written when the search ends
+SWEEP_MARKERS = ("multirun.yaml", "optimization_results.yaml")
+
+
 def load_run(directory: Path) -> Run | None:
     """The run in ``directory``, or None for what is not one (a stage, unreadable JSON)."""
     try:
@@ -84,7 +89,8 @@ def load_run(directory: Path) -> Run | None:
         return None
     if not isinstance(results, dict) or results.get("stage") == "tune":
         return None  # stage 1 of a two-stage run belongs to the run around it
-    sweep = directory.parent if (directory.parent / "multirun.yaml").is_file() else None
+    sweep = (directory.parent if any((directory.parent / marker).is_file()
+                                     for marker in SWEEP_MARKERS) else None)
     return Run(directory, results, read_history(directory / "metrics.csv"),
                read_history(directory / "tune" / "metrics.csv"), sweep)
 

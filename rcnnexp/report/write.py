@@ -31,6 +31,7 @@ from rcnnexp.report.aggregate import (
 )
 from rcnnexp.report.catalogue import PaperTable, load_tables
 from rcnnexp.report.runs import Run, find_runs
+from rcnnexp.report.search import Search, find_searches
 
 SIZE_TABLES = ("recnet/t3", "recnet/t4")  # RecNets' size-accuracy comparison
 
@@ -78,12 +79,15 @@ def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str)
     tables = load_tables(conf_dir)
     rows = match_rows(tables, runs)
     sweeps = find_sweeps(runs)
+    searches = find_searches(sweeps)
+    sweeps = [s for s in sweeps if all(s is not search.sweep for search in searches)]
     lines = _header(command, runs, paths)
     lines += _tables_section(tables, rows, dest)
     lines += _size_section(rows, dest)
     lines += _unmatched_section(unmatched_paper_runs(rows, runs))
     lines += _curves_section(tables, rows, runs, sweeps, dest)
     lines += _sweeps_section(sweeps, dest)
+    lines += _searches_section(searches, dest)
     lines += _runs_section(runs)
     _write_rows_csv(rows, dest.folder / "rows.csv")
     _write_runs_csv(runs, dest.folder / "runs.csv")
@@ -102,6 +106,16 @@ def _ours(r: RowResult) -> str:
     if r.mean is None:
         return "—"
     return _num(r.mean) if r.std is None else f"{_num(r.mean)} ± {_num(r.std)}"
+
+
+def _short(value: str) -> str:
+    """A sampled value as a reader takes it in: 4 significant digits (0.003515, not
+    0.003515207314851794); anything that is not a float as it is."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if "." not in value and "e" not in value else f"{number:.4g}"
 
 
 def _path(p: Path) -> str:
@@ -266,6 +280,41 @@ def _sweeps_section(sweeps: list[Sweep], dest: Destination) -> list[str]:
             figure = plots.sweep_figure(sweep, key, "test_top1",
                                         dest.folder / f"sweep-{n}-{_slug(key)}.png")
             lines += [f"![test top-1 against {key}]({dest.link(figure)})", ""]
+    return lines
+
+
+def _searches_section(searches: list[Search], dest: Destination) -> list[str]:
+    """Each search: its best trial, every trial's values against the maximised metric (best
+    first), the metric by trial, and the metric against each numeric key searched."""
+    if not searches:
+        return []
+    lines = ["## Searches", ""]
+    for n, search in enumerate(searches):
+        sweep, keys, best = search.sweep, search.sweep.keys, search.best
+        done = "ended" if search.sweeper_best is not None else "not ended (no " \
+            "optimization_results.yaml: running, or stopped)"
+        lines += [f"### `{_path(sweep.directory)}`", "",
+                  f"{len(sweep.runs)} trials, {done}; maximised: `{search.metric}`; searched: "
+                  f"{', '.join(f'`{k}`' for k in keys) or '—'}.", ""]
+        if best is not None:
+            values = ", ".join(f"`{k}={_short(sweep.value(best, k))}`" for k in keys)
+            lines += [f"Best: trial {best.directory.name}, {search.metric} "
+                      f"{_num(best.metric(search.metric))}: {values}.", ""]
+        lines += ["| Rank | Trial | " + " | ".join(keys) + (" | " if keys else "")
+                  + f"{search.metric} | Train top-1 | Epochs | Train images | Wall (s) |",
+                  "|---:|---:|" + "---|" * len(keys) + "---:|---:|---:|---:|---:|"]
+        for rank, run in enumerate(search.ranked(), 1):
+            values = " | ".join(_short(sweep.value(run, k)) for k in keys)
+            lines.append(f"| {rank} | {run.directory.name} | {values}{' | ' if keys else ''}"
+                         f"{_num(run.metric(search.metric))} | {_num(run.metric('train_top1'))}"
+                         f" | {run.results.get('epochs', '—')} | "
+                         f"{run.results.get('train_images', '—')} | {_num(_wall(run), digits=0)} |")
+        figure = plots.search_figure(search, dest.folder / f"search-{n}.png")
+        lines += ["", f"![{search.metric} by trial]({dest.link(figure)})", ""]
+        for key in sweep.numeric_keys():
+            figure = plots.sweep_figure(sweep, key, search.metric,
+                                        dest.folder / f"search-{n}-{_slug(key)}.png")
+            lines += [f"![{search.metric} against {key}]({dest.link(figure)})", ""]
     return lines
 
 
