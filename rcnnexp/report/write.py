@@ -161,16 +161,17 @@ def _header(command: str, runs: list[Run], paths: Sequence[Path]) -> list[str]:
         f"{', '.join(f'`{_path(p)}`' for p in paths)}.", "",
         "Ours is the mean ± sample standard deviation over the n runs of a row (seeds, "
         "SUN397's partitions), scored on a test set of the size given. Its 95 % interval "
-        f"is mean ± {Z95}·SE, SE = sqrt(SE_test² + s²/n): SE_test = sqrt(p(1-p)/test "
-        "images), the test set's own sampling error at our mean p, which is the same test "
-        "set for every seed and so does not shrink with n; s/sqrt(n), the seeds' standard "
-        "error. The verdict is \"reproduced\" when the paper's number lies inside that "
-        "interval; otherwise it says whether ours (not the paper's) lies above or below the "
-        "paper's number, by how many SE, and whether that is worse or better in the "
-        "metric's direction. Numbers are percentages in the paper's metric. † marks a row "
-        "with a run that departs from its protocol: changed on the command line, trained "
-        "in another precision than the papers' fp32 (bf16, TF32), or configured otherwise "
-        "than its preset composes today; the runs under each table say how.", ""]
+        f"is mean ± {Z95}·SE, SE = sqrt(SE_test² + s²/n) in points: SE_test = "
+        "100·sqrt(p(1-p)/N), the binomial sampling error of a test set of N images at our "
+        "mean (p as a fraction), the same test set for every seed and so not shrinking "
+        "with n; s/sqrt(n), the seeds' standard error. The verdict is \"reproduced\" when "
+        "the paper's number lies inside that interval; otherwise it says whether ours "
+        "(not the paper's) lies above or below the paper's number, by how many SE, and "
+        "whether that is worse or better in the metric's direction. Numbers are "
+        "percentages in the paper's metric. † marks a row with a run that departs from "
+        "its protocol: changed on the command line, trained in another precision than the "
+        "papers' fp32 (bf16, TF32), or configured otherwise than its preset composes "
+        "today; the runs under each table say how.", ""]
 
 
 def _tables_section(tables: list[PaperTable], rows: list[RowResult],
