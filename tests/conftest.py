@@ -290,6 +290,37 @@ def flip_a_byte(path: Path, entry_suffix: str = "data/0") -> None:
     path.write_bytes(bytes(raw))
 
 
+def write_run_files(directory: Path, overrides: Sequence[str], *,
+                    config_changes: dict[str, Any] | None = None,
+                    **results: Any) -> Path:
+    """A finished run's files without training it, for what reads runs (the report):
+    ``.hydra/config.yaml`` as ``rcnnexp train OVERRIDES`` composes it today (unresolved, as
+    Hydra writes it), less ``config_changes`` (dotted key -> value; None deletes the key),
+    and a results.json holding the overrides, a CPU fp32 run's identity, its preset's
+    paper row and ``results`` (its ``dataset``, metrics, ...)."""
+    cfg = compose_config(list(overrides))
+    plain = OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+    assert isinstance(plain, dict)
+    for key, value in (config_changes or {}).items():
+        *parents, leaf = key.split(".")
+        node = functools.reduce(lambda tree, k: tree[k], parents, plain)
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    (directory / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(plain), directory / ".hydra" / "config.yaml")
+    experiment = next((o.partition("=")[2] for o in overrides
+                       if o.startswith("experiment=")), None)
+    paper = plain.get("paper")
+    identity = {"experiment": experiment, "device": "cpu", "precision": "fp32",
+                "tf32": False, "seed": 0, "overrides": list(overrides),
+                "run_dir": str(directory),
+                "paper": paper and {k: paper[k] for k in ("paper", "table", "row")}}
+    (directory / "results.json").write_text(json.dumps({**identity, **results}))
+    return directory
+
+
 # quick settings for end-to-end runs on the digits: RCNN-8, one epoch of a few batches
 QUICK = ("model.K=8", "model.T=1", "trainer.epochs=1", "trainer.batch_size=128",
          "trainer.progress=false")

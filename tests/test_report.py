@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 import struct
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 from conftest import QUICK, assert_clean_error, run_cli, train_run
 from tiny_data import TINY_OVERRIDES, write_cifar100, write_mnist_digits
 
-from rcnnexp.report.aggregate import NOT_RUN, verdict
+from rcnnexp.report.interval import NOT_RUN, REPRODUCED, Z95
 
+TINY_MNIST_TEST = 360  # tiny_data.write_mnist_digits: the last 360 of 1,797 digits
 TINY_RCNN = ("model.K=4", "model.T=1", "trainer.epochs=2", "trainer.batch_size=64",
              "trainer.progress=false", "dataset.download=false")
 
@@ -73,21 +75,45 @@ def test_a_rows_number_is_the_mean_and_std_of_its_runs(runs: Path, report: Path)
     assert float(row["mean"]) == pytest.approx(statistics.fmean(errors), abs=1e-12)
     assert float(row["std"]) == pytest.approx(statistics.stdev(errors), abs=1e-12)
     assert float(row["difference"]) == pytest.approx(statistics.fmean(errors) - 0.42, abs=1e-12)
-    assert row["verdict"] == verdict(float(row["difference"]), 2)
     readme = (report / "README.md").read_text()
     line = next(x for x in readme.splitlines() if x.startswith("| RCNN-32 | mnist |"))
     assert (f"| {statistics.fmean(errors):.2f} ± {statistics.stdev(errors):.2f}† | 2 | "
-            in line)  # †: these tiny runs changed the preset (model.K=4, ...)
+            f"{TINY_MNIST_TEST} | " in line)  # †: these tiny runs changed the preset (model.K=4)
+
+
+def test_a_rows_interval_is_its_test_sets_error_and_its_seeds_spread(runs: Path,
+                                                                    report: Path) -> None:
+    mine = [r for r in results_of(runs / "table4") if r["experiment"] == "rcnn/t4_rcnn32"]
+    assert [r["test_images"] for r in mine] == [TINY_MNIST_TEST] * 2  # recorded by each run
+    assert [(r["precision"], r["tf32"]) for r in mine] == [("fp32", False)] * 2  # on CPU
+    [row] = [r for r in rows_csv(report) if r["preset"] == "rcnn/t4_rcnn32"]
+    mean, std = float(row["mean"]), float(row["std"])
+    p = mean / 100
+    assert float(row["se_test"]) == pytest.approx(100 * math.sqrt(p * (1 - p) / 360), abs=1e-9)
+    assert float(row["se_seeds"]) == pytest.approx(std / math.sqrt(2), abs=1e-9)
+    se = float(row["se"])
+    assert se == pytest.approx(math.hypot(float(row["se_test"]), float(row["se_seeds"])))
+    low, high = float(row["ci95_low"]), float(row["ci95_high"])
+    assert (low, high) == pytest.approx((mean - Z95 * se, mean + Z95 * se), abs=1e-9)
+    if low <= 0.42 <= high:
+        assert row["verdict"] == REPRODUCED
+    else:
+        side = "above" if mean > 0.42 else "below"
+        assert row["verdict"].startswith(f"ours {side} the paper by {abs(mean - 0.42) / se:.1f} SE")
+    readme = (report / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("| RCNN-32 | mnist |"))
+    assert f"| [{low:.2f}, {high:.2f}] | {mean - 0.42:+.2f} | {row['verdict']} |" in line
 
 
 def test_a_row_run_other_than_its_preset_says_how_under_its_table(runs: Path,
                                                                  report: Path) -> None:
     readme = (report / "README.md").read_text()
     table4 = readme.split("### RCNN Table 4", 1)[1].split("\n### ", 1)[0]
-    assert "Runs († changed from the preset, as listed):" in table4
+    assert "Runs († departs from its row's protocol, as listed):" in table4
     job = next(line for line in table4.splitlines() if line.startswith("- `")
                and "table4/0`" in line)
-    assert "model.K=4" in job and "trainer.epochs=2" in job
+    assert ": changed on the command line: `model.K=4" in job and "trainer.epochs=2" in job
+    assert "composes otherwise today" not in job  # the preset is as the run composed it
     assert "trainer.seed" not in job and "dataset.root" not in job  # they change no protocol
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import QUICK, compose_config, run_cli
 from omegaconf import OmegaConf
 
-from conftest import QUICK, compose_config, run_cli
 from rcnnexp.data.tensor import training_share
 
 # two one-epoch trials of RCNN-8 on the digits, one after the other in the sweep's process

@@ -87,6 +87,11 @@ def with_new_keys(stored: Mapping[str, Any]) -> dict[str, Any]:
     filled in with that key's default: a run written before a key existed ran as the key's
     default does, so resuming it is not a change of config."""
     out = copy.deepcopy(dict(stored))
+    root = OmegaConf.to_container(OmegaConf.structured(Config), enum_to_str=True)
+    assert isinstance(root, dict)
+    for key, value in root.items():  # top-level keys (optimized_metric), not the groups
+        if value != "???" and not isinstance(value, dict):
+            out.setdefault(key, value)
     for group, options in {**SCHEMAS, "trainer": {"default": TrainerConfig},
                            "finetune": {"default": FinetuneConfig}}.items():
         node = out.get(group)

@@ -52,8 +52,8 @@ class PaperResult:
     values: list[PaperValue] = MISSING
     # the row's parameter count as the paper prints it (471K: 471000), where it prints one
     params: int | None = None
-    # the decimals the paper reports its numbers to (all three papers: two); a difference
-    # smaller than half the last one is within the paper's precision
+    # the decimals the paper reports its numbers to (all three papers: two), to which the
+    # report prints them and our interval
     decimals: int = 2
 
     def __post_init__(self) -> None:

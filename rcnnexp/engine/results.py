@@ -49,6 +49,9 @@ def summarize(typed: Config, identity: dict[str, Any], model: ImageClassifier, f
         "train_top1": last["train_top1"],
         "train_loss": last["train_loss"],
         "train_images": trainer.data.num_examples("train"),
+        # the test top-1's denominator: the report's binomial error bar needs it
+        "test_images": (trainer.data.num_examples("test") if "test" in trainer.data.splits
+                        else None),
         "stopped_early": trainer.stopped_early,
         "wall_s": trainer.elapsed_s,
         "train_s": train_time,
@@ -56,6 +59,9 @@ def summarize(typed: Config, identity: dict[str, Any], model: ImageClassifier, f
         "seed": typed.trainer.seed,
         "device": str(trainer.runtime.device),
         "precision": trainer.runtime.precision,
+        # TF32 products in fp32 matmuls and convolutions (trainer.tf32 on CUDA), which the
+        # report marks: the papers trained in full fp32
+        "tf32": typed.trainer.tf32 and trainer.runtime.device.type == "cuda",
         "overrides": list(identity.get("overrides", [])),
         "run_dir": str(identity.get("run_dir", "")),
     }

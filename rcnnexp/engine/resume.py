@@ -26,14 +26,18 @@ from rcnnexp.engine.checkpoint import TRAINING_KEYS, config_differences, load_ch
 from rcnnexp.engine.stages import Stage
 from rcnnexp.errors import CheckpointError, ConfigError
 
-# keys that may differ between a checkpoint and the run that resumes it: how a run is watched
-# and saved, where it runs and in which kernels (compile, channels_last: the same sums), and
-# what only describes it (the paper's row it is compared with; the
-# pretrained checkpoints a table offers, whose use is finetune.checkpoint, compared itself)
-RESUMABLE_CHANGES = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.device",
-                     "trainer.eval_batch_size", "trainer.log_every", "trainer.epochs", "paper",
-                     "finetune.pretrained", "trainer.compile", "trainer.channels_last",
-                     "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes")
+# config keys that change nothing a run computes: how it is watched and saved, where it runs
+# and in which kernels (compile, channels_last: the same sums), and what only describes it
+# (the paper's row it is compared with; the pretrained checkpoints a table offers, whose use
+# is finetune.checkpoint, compared itself). The report compares a run's config with its
+# preset's as it composes today on every other key (rcnnexp/report/protocol.py)
+RUN_DESCRIPTION = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.device",
+                   "trainer.eval_batch_size", "trainer.log_every", "paper",
+                   "finetune.pretrained", "trainer.compile", "trainer.channels_last",
+                   "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes")
+# keys that may differ between a checkpoint and the run that resumes it: those, and the
+# epochs, which a resumed run may extend
+RESUMABLE_CHANGES = (*RUN_DESCRIPTION, "trainer.epochs")
 
 
 @dataclass
@@ -218,5 +222,6 @@ def deferred_interrupts() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
-__all__ = ["Interrupted", "ResumePoint", "StopRequest", "check_same_run", "deferred_interrupts",
-           "finished_tune", "resume_hint", "resume_point"]
+__all__ = ["RESUMABLE_CHANGES", "RUN_DESCRIPTION", "Interrupted", "ResumePoint", "StopRequest",
+           "check_same_run", "deferred_interrupts", "finished_tune", "resume_hint",
+           "resume_point"]

@@ -1,5 +1,6 @@
 """From runs to what a paper's table reports: ours as mean ± std over runs beside the paper's
-number, with a verdict; and, for any sweep, which keys it swept.
+number, with a 95 % interval and the verdict it gives (rcnnexp/report/interval.py); and, for
+any sweep, which keys it swept.
 
 A table row's number is matched by the paper, table and row a run's results.json names
 (its experiment preset) and by the run's dataset; every run that matches is one value
@@ -13,14 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rcnnexp.report.catalogue import PaperNumber, PaperRow, PaperTable
+from rcnnexp.report.interval import Interval, interval, verdict
 from rcnnexp.report.runs import Run
-
-# verdicts, from best to worst
-WITHIN_PRECISION = "within the paper's precision"
-WITHIN_HALF_POINT = "within ±0.5 pt"
-OUTSIDE = "outside ±0.5 pt"
-NOT_RUN = "not run yet"
-HALF_POINT = 0.5
 
 
 @dataclass
@@ -54,20 +49,20 @@ class RowResult:
         return None if self.mean is None else self.mean - self.number.value
 
     @property
+    def test_images(self) -> int | None:
+        """The test-set size its runs were scored on: the smallest where runs differ (the
+        widest interval), None where any run's is unknown."""
+        sizes = [r.test_images for r in self.runs if r.metric(self.number.metric) is not None]
+        return None if not sizes or None in sizes else min(s for s in sizes if s is not None)
+
+    @property
+    def interval(self) -> Interval | None:
+        """Our mean's 95 % interval: the test set's binomial error and the seeds' spread."""
+        return interval(self.values, self.test_images)
+
+    @property
     def verdict(self) -> str:
-        return verdict(self.difference, self.row.decimals)
-
-
-def verdict(difference: float | None, decimals: int) -> str:
-    """How close ours is: within half the paper's last reported digit, within half a
-    percentage point, or outside."""
-    if difference is None:
-        return NOT_RUN
-    if abs(difference) <= 0.5 * 10.0**-decimals + 1e-9:
-        return WITHIN_PRECISION
-    if abs(difference) <= HALF_POINT + 1e-9:
-        return WITHIN_HALF_POINT
-    return OUTSIDE
+        return verdict(self.number.value, self.interval, self.number.metric, ran=bool(self.n))
 
 
 def match_rows(tables: list[PaperTable], runs: list[Run]) -> list[RowResult]:
@@ -133,5 +128,4 @@ def find_sweeps(runs: list[Run]) -> list[Sweep]:
     return sweeps
 
 
-__all__ = ["NOT_RUN", "OUTSIDE", "WITHIN_HALF_POINT", "WITHIN_PRECISION", "RowResult", "Sweep",
-           "find_sweeps", "match_rows", "unmatched_paper_runs", "verdict"]
+__all__ = ["RowResult", "Sweep", "find_sweeps", "match_rows", "unmatched_paper_runs"]

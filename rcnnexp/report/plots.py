@@ -31,9 +31,16 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
+def half_width(r: RowResult) -> float:
+    """The error bar of a row: its 95 % interval's half-width; 0 where the test-set size is
+    unknown (the point alone, rather than a bar that would mean something else)."""
+    return 0.0 if r.interval is None else r.interval.half_width
+
+
 def table_figure(rows: Sequence[RowResult], title: str, path: Path) -> Path:
-    """Each row of a table: the paper's number (x) and ours (mean, seeds' std as bars), one
-    panel per dataset and metric the table reports."""
+    """Each row of a table: the paper's number (x) and ours (mean, its 95 % interval as
+    bars: the test set's sampling error and the seeds' spread), one panel per dataset and
+    metric the table reports."""
     panels: dict[tuple[str, str], list[RowResult]] = {}
     for r in rows:
         panels.setdefault((r.number.dataset, r.number.metric), []).append(r)
@@ -47,8 +54,8 @@ def table_figure(rows: Sequence[RowResult], title: str, path: Path) -> Path:
         ran = [(x, r) for x, r in zip(xs, items, strict=True) if r.mean is not None]
         if ran:
             ax.errorbar([x for x, _ in ran], [r.mean for _, r in ran],
-                        yerr=[r.std or 0.0 for _, r in ran], fmt="o", color="tab:blue",
-                        capsize=4, label="ours (mean ± std)", zorder=2)
+                        yerr=[half_width(r) for _, r in ran], fmt="o", color="tab:blue",
+                        capsize=4, label="ours (mean, 95 % interval)", zorder=2)
         ax.set_xticks(list(xs), [r.row.row for r in items], rotation=35, ha="right",
                       fontsize=8)
         ax.set_ylabel(METRIC_LABELS.get(metric, metric))
@@ -74,8 +81,8 @@ def size_figure(rows: Sequence[RowResult], path: Path) -> Path:
         ours = [r for r in rows if r.number.dataset == dataset and r.mean is not None]
         if ours:
             ax.errorbar([statistics.fmean(x.results["params"] for x in r.runs) for r in ours],
-                        [100 - r.mean for r in ours], yerr=[r.std or 0.0 for r in ours],
-                        fmt="o", color="tab:blue", capsize=3, label="ours (mean ± std)")
+                        [100 - r.mean for r in ours], yerr=[half_width(r) for r in ours],
+                        fmt="o", color="tab:blue", capsize=3, label="ours (mean, 95 % interval)")
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels overlap on a log axis
         ax.set_xlabel("parameters")
@@ -178,5 +185,5 @@ def _trial_number(run: Run) -> int:
     return int(name) if name.isdigit() else 1 << 30
 
 
-__all__ = ["curve", "curves_figure", "search_figure", "size_figure", "sweep_figure",
-           "table_figure"]
+__all__ = ["curve", "curves_figure", "half_width", "search_figure", "size_figure",
+           "sweep_figure", "table_figure"]

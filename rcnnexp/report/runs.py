@@ -17,6 +17,7 @@ from typing import Any
 
 from rcnnexp.engine.hparams import BOOKKEEPING
 from rcnnexp.errors import UserError
+from rcnnexp.report.interval import OFFICIAL_TEST_IMAGES
 
 # command-line keys that do not change a run's protocol or result: the run's bookkeeping
 # (where and how it runs and is stored, resuming included; the kernels it runs in and the
@@ -53,6 +54,18 @@ class Run:
         only say where or how verbosely to run (DESCRIPTIVE)."""
         return [f"{k}={v}" for k, v in self.overrides().items()
                 if not k.startswith("hydra.") and k not in DESCRIPTIVE]
+
+    @property
+    def test_images(self) -> int | None:
+        """How many test images its metrics are over: results.json's ``test_images``, or for
+        a run written before it was recorded, the official test set's size of its dataset
+        (a run of the full dataset evaluates it whole); None where neither is known."""
+        recorded = self.results.get("test_images")
+        if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded > 0:
+            return recorded
+        if "test_images" in self.results:  # recorded as none: the run had no test split
+            return None
+        return OFFICIAL_TEST_IMAGES.get(str(self.results.get("dataset")))
 
     def metric(self, name: str) -> float | None:
         value = self.results.get(name)

@@ -4,8 +4,10 @@
 its files into the folder ``NAME/`` beside it (``out=docs/results.md``: ``docs/results/``).
 
 The Markdown is what a paper's results section needs: per table, each row's number beside
-ours (mean ± std over runs, n, difference, verdict) and a figure; RecNets' size-accuracy
-plot; training curves; for every sweep, its swept keys against the final metrics.
+ours (mean ± std over runs, n, the test set's size, our 95 % interval, difference, verdict;
+† where a run departs from the row's protocol, with why) and a figure; RecNets'
+size-accuracy plot; training curves; for every sweep, its swept keys against the final
+metrics.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from rcnnexp.report.aggregate import (
     unmatched_paper_runs,
 )
 from rcnnexp.report.catalogue import PaperTable, load_tables
+from rcnnexp.report.interval import Z95
+from rcnnexp.report.protocol import departures
 from rcnnexp.report.runs import Run, find_runs
 from rcnnexp.report.search import Search, find_searches
 
@@ -81,15 +85,16 @@ def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str)
     sweeps = find_sweeps(runs)
     searches = find_searches(sweeps)
     sweeps = [s for s in sweeps if all(s is not search.sweep for search in searches)]
+    notes = departures((run for r in rows for run in r.runs), conf_dir)
     lines = _header(command, runs, paths)
-    lines += _tables_section(tables, rows, dest)
+    lines += _tables_section(tables, rows, notes, dest)
     lines += _size_section(rows, dest)
     lines += _unmatched_section(unmatched_paper_runs(rows, runs))
     lines += _curves_section(tables, rows, runs, sweeps, dest)
     lines += _sweeps_section(sweeps, dest)
     lines += _searches_section(searches, dest)
     lines += _runs_section(runs)
-    _write_rows_csv(rows, dest.folder / "rows.csv")
+    _write_rows_csv(rows, notes, dest.folder / "rows.csv")
     _write_runs_csv(runs, dest.folder / "runs.csv")
     dest.markdown.write_text("\n".join(lines) + "\n")
     return dest.markdown
@@ -116,6 +121,16 @@ def _short(value: str) -> str:
     except ValueError:
         return value
     return value if "." not in value and "e" not in value else f"{number:.4g}"
+
+
+def _interval(r: RowResult) -> str:
+    """``[low, high]``, our mean's 95 % interval in the row's digits; n/a without a
+    test-set size."""
+    ci = r.interval
+    if ci is None:
+        return "—" if r.mean is None else "n/a"
+    digits = max(r.row.decimals, 2)
+    return f"[{ci.low:.{digits}f}, {ci.high:.{digits}f}]"
 
 
 def _path(p: Path) -> str:
@@ -159,13 +174,22 @@ def _header(command: str, runs: list[Run], paths: Sequence[Path]) -> list[str]:
         f"{'s' if len(runs) != 1 else ''} ({with_paper} of a paper's table row) under "
         f"{', '.join(f'`{_path(p)}`' for p in paths)}.", "",
         "Ours is the mean ± sample standard deviation over the n runs of a row (seeds, "
-        "SUN397's partitions). The verdict compares that mean with the paper's number: "
-        "within the paper's precision (half its last reported digit), within ±0.5 "
-        "percentage points, or outside. Numbers are percentages in the paper's metric.", ""]
+        "SUN397's partitions), scored on a test set of the size given. Its 95 % interval "
+        f"is mean ± {Z95}·SE, SE = sqrt(SE_test² + s²/n) in points: SE_test = "
+        "100·sqrt(p(1-p)/N), the binomial sampling error of a test set of N images at our "
+        "mean (p as a fraction), the same test set for every seed and so not shrinking "
+        "with n; s/sqrt(n), the seeds' standard error. The verdict is \"reproduced\" when "
+        "the paper's number lies inside that interval; otherwise it says whether ours "
+        "(not the paper's) lies above or below the paper's number, by how many SE, and "
+        "whether that is worse or better in the metric's direction. Numbers are "
+        "percentages in the paper's metric. † marks a row with a run that departs from "
+        "its protocol: changed on the command line, trained in another precision than the "
+        "papers' fp32 (bf16, TF32), or configured otherwise than its preset composes "
+        "today; the runs under each table say how.", ""]
 
 
-def _tables_section(tables: list[PaperTable], rows: list[RowResult], dest: Destination
-                    ) -> list[str]:
+def _tables_section(tables: list[PaperTable], rows: list[RowResult],
+                    notes: dict[Path, list[str]], dest: Destination) -> list[str]:
     lines = ["## The papers' tables", ""]
     idle = []
     for table in tables:
@@ -174,31 +198,35 @@ def _tables_section(tables: list[PaperTable], rows: list[RowResult], dest: Desti
             idle.append(f"{table.label} (`table={table.name}`, {len(table.rows)} rows)")
             continue
         lines += [f"### {table.label}", "", table.title, "",
-                  "| Row | Dataset | Metric | Paper | Ours | n | Ours − paper | Verdict |",
-                  "|---|---|---|---:|---:|---:|---:|---|"]
+                  "| Row | Dataset | Metric | Paper | Ours | n | Test images | 95 % interval | "
+                  "Ours − paper | Verdict |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in mine:
-            changed = "†" if any(run.changes() for run in r.runs) else ""
+            changed = "†" if any(notes.get(run.directory) for run in r.runs) else ""
+            size = r.test_images
             lines.append(f"| {r.row.row} | {r.number.dataset} | {r.number.metric} | "
                          f"{r.number.value:.{r.row.decimals}f} | {_ours(r)}{changed} | {r.n} | "
-                         f"{_num(r.difference, sign=True)} | {r.verdict} |")
+                         f"{'—' if not r.n else 'n/a' if size is None else f'{size:,}'} | "
+                         f"{_interval(r)} | {_num(r.difference, sign=True)} | {r.verdict} |")
         figure = plots.table_figure(mine, table.label,
                                     dest.folder / f"table-{_slug(table.name)}.png")
-        lines += ["", f"![{table.label}]({dest.link(figure)})", "", *_table_runs(mine), ""]
+        lines += ["", f"![{table.label}]({dest.link(figure)})", "",
+                  *_table_runs(mine, notes), ""]
     if idle:
         lines += [f"Not run yet: {'; '.join(idle)}.", ""]
     return lines
 
 
-def _table_runs(rows: list[RowResult]) -> list[str]:
-    """The runs behind a table, each with what it changed from its preset: a row marked †
-    was not run as its preset stands (a shortened run, say), and this says how."""
-    runs = {run.directory: run for r in rows for run in r.runs}
-    lines = ["Runs:" if not any(run.changes() for run in runs.values()) else
-             "Runs († changed from the preset, as listed):"]
+def _table_runs(rows: list[RowResult], notes: dict[Path, list[str]]) -> list[str]:
+    """The runs behind a table, each with why it departs from its row's protocol: a row
+    marked † was not run as its preset stands today in the papers' fp32 (a shortened run, a
+    bf16 run, a preset changed since), and this says how."""
+    runs = {run.directory for r in rows for run in r.runs}
+    lines = ["Runs:" if not any(notes.get(d) for d in runs) else
+             "Runs († departs from its row's protocol, as listed):"]
     for directory in sorted(runs, key=_path):
-        changes = runs[directory].changes()
-        lines.append(f"- `{_path(directory)}`" + (
-            f": `{' '.join(changes)}`" if changes else ""))
+        why = notes.get(directory, [])
+        lines.append(f"- `{_path(directory)}`" + (f": {'; '.join(why)}" if why else ""))
     return lines
 
 
@@ -350,26 +378,40 @@ def _runs_section(runs: list[Run]) -> list[str]:
 
 
 # -- CSV ----------------------------------------------------------------------------------------
-def _write_rows_csv(rows: list[RowResult], path: Path) -> None:
+def _write_rows_csv(rows: list[RowResult], notes: dict[Path, list[str]], path: Path) -> None:
+    """One line per table number: ours, its 95 % interval (``se`` is the combined one SE,
+    ``se_test`` the test set's binomial part, ``se_seeds`` s/sqrt(n)), the verdict, and the
+    reasons for a † (``departures``, each prefixed by its run)."""
     fields = ["table", "paper", "paper_table", "row", "preset", "dataset", "metric", "paper_value",
-              "n", "mean", "std", "difference", "verdict", "runs"]
+              "n", "mean", "std", "test_images", "se_test", "se_seeds", "se", "ci95_low",
+              "ci95_high", "difference", "verdict", "runs", "departures"]
     with open(path, "w", newline="") as fh:
         out = csv.DictWriter(fh, fieldnames=fields)
         out.writeheader()
         for r in rows:
+            ci = r.interval
             out.writerow({"table": r.table.name, "paper": r.row.paper, "paper_table": r.row.table,
                           "row": r.row.row, "preset": r.row.preset,
                           "dataset": r.number.dataset, "metric": r.number.metric,
                           "paper_value": r.number.value, "n": r.n, "mean": _csv(r.mean),
-                          "std": _csv(r.std), "difference": _csv(r.difference),
-                          "verdict": r.verdict,
-                          "runs": " ".join(_path(run.directory) for run in r.runs)})
+                          "std": _csv(r.std),
+                          "test_images": "" if r.test_images is None else r.test_images,
+                          "se_test": _csv(ci.se_test if ci else None),
+                          "se_seeds": _csv(ci.se_seeds if ci else None),
+                          "se": _csv(ci.se if ci else None),
+                          "ci95_low": _csv(ci.low if ci else None),
+                          "ci95_high": _csv(ci.high if ci else None),
+                          "difference": _csv(r.difference), "verdict": r.verdict,
+                          "runs": " ".join(_path(run.directory) for run in r.runs),
+                          "departures": " | ".join(
+                              f"{_path(run.directory)}: {why}" for run in r.runs
+                              for why in notes.get(run.directory, []))})
 
 
 def _write_runs_csv(runs: list[Run], path: Path) -> None:
     fields = ["run", "experiment", "paper", "paper_table", "row", "model", "arch", "dataset",
-              "seed", "epochs", "params", "test_top1", "test_error", "best_val_top1",
-              "wall_s", "overrides"]
+              "seed", "epochs", "params", "test_images", "precision", "test_top1", "test_error",
+              "best_val_top1", "wall_s", "overrides"]
     with open(path, "w", newline="") as fh:
         out = csv.DictWriter(fh, fieldnames=fields)
         out.writeheader()
@@ -381,6 +423,7 @@ def _write_runs_csv(runs: list[Run], path: Path) -> None:
                           "row": p.get("row"), "model": r.get("model"), "arch": r.get("arch"),
                           "dataset": r.get("dataset"), "seed": r.get("seed"),
                           "epochs": r.get("epochs"), "params": r.get("params"),
+                          "test_images": run.test_images, "precision": r.get("precision"),
                           "test_top1": _csv(run.metric("test_top1")),
                           "test_error": _csv(run.metric("test_error")),
                           "best_val_top1": _csv(_best_val(run)),
