@@ -1,4 +1,4 @@
-"""Shared test helpers: compose configs as the CLI does, and run the installed CLI."""
+"""Shared test helpers: compose configs as the CLI does, and run the CLI as a user does."""
 
 from __future__ import annotations
 
@@ -33,7 +33,12 @@ from rcnnexp.models.base import ImageClassifier
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
-RCNNEXP = Path(sys.executable).parent / "rcnnexp"  # the installed console script
+# the CLI, as `python -m rcnnexp` under this interpreter: the same entry point as the console
+# script, also where torch came with the machine and rcnnexp is on PYTHONPATH, not installed
+RCNNEXP = (sys.executable, "-m", "rcnnexp")
+# a run the tests mean for the CPU (bit-exact resume, gloo, device names) says so: on a GPU
+# machine trainer.device=auto would pick CUDA
+CPU = "trainer.device=cpu"
 
 register_configs()
 
@@ -85,7 +90,7 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``rcnnexp ARGS`` in a subprocess, capturing its output (never raises on failure)."""
-    return subprocess.run([str(RCNNEXP), *args], cwd=cwd or REPO, env=cli_env(env), text=True,
+    return subprocess.run([*RCNNEXP, *args], cwd=cwd or REPO, env=cli_env(env), text=True,
                           capture_output=True, timeout=timeout, check=False)
 
 
@@ -121,17 +126,18 @@ def start_train(args: Sequence[str]) -> subprocess.Popen[str]:
     """A training run in the background. Its SIGINT is set back to the default first: a shell
     without job control starts background jobs (a CI runner's, say) with SIGINT ignored, and
     the child would inherit that and never see the test's Ctrl-C."""
-    return subprocess.Popen([str(RCNNEXP), "train", *args], cwd=REPO, text=True,
+    return subprocess.Popen([*RCNNEXP, "train", *args], cwd=REPO, text=True,
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             preexec_fn=_default_sigint)
 
 
 def torchrun_command(nproc: int, *args: str) -> list[str]:
-    """``rcnnexp ARGS`` under torchrun with ``nproc`` processes on this machine, as a user
-    types it (``python -m torch.distributed.run`` is torchrun; ``--standalone`` finds a
-    free port, so tests running at once do not meet)."""
+    """``rcnnexp ARGS`` under torchrun with ``nproc`` processes on this machine
+    (``python -m torch.distributed.run`` is torchrun; ``--standalone`` finds a free port, so
+    tests running at once do not meet). Each worker runs ``python -m rcnnexp`` (torchrun's
+    ``-m``), what ``--no-python rcnnexp`` runs where the console script is installed."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={nproc}", "--no-python", str(RCNNEXP), *args]
+            f"--nproc_per_node={nproc}", "-m", "rcnnexp", *args]
 
 
 def run_torchrun(nproc: int, *args: str, timeout: float = 300
@@ -323,9 +329,9 @@ def write_run_files(directory: Path, overrides: Sequence[str], *,
 
 # quick settings for end-to-end runs on the digits: RCNN-8, one epoch of a few batches
 QUICK = ("model.K=8", "model.T=1", "trainer.epochs=1", "trainer.batch_size=128",
-         "trainer.progress=false")
+         "trainer.progress=false", CPU)
 # RCNN-8 on the digits at batch 32: 39 steps an epoch, seconds on one core
-SMALL_RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false")
+SMALL_RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progress=false", CPU)
 
 
 def train_in_process(run_dir: Path, *overrides: str) -> None:

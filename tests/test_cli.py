@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import (
+    CPU,
     QUICK,
     assert_clean_error,
     assert_one_line_error,
@@ -210,7 +211,7 @@ def test_bad_input_gets_a_clear_message(args: list[str], needles: list[str],
 
 
 RESUME_ARGS = ("model.K=8", "model.T=1", "trainer.epochs=5", "trainer.batch_size=32",
-               "trainer.progress=false")
+               "trainer.progress=false", CPU)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    CPU,
     QUICK,
     RCNNEXP,
     REPO,
@@ -49,7 +50,7 @@ def test_a_sweep_through_the_submitit_launcher_runs_both_jobs_and_sums_them_up(
 def test_a_failed_job_of_a_submitit_sweep_is_named_and_fails_the_sweep(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli("train", "-m", LOCAL, "trainer.batch_size=128,100000", *QUICK[:3],
-                   "trainer.progress=false", f"hydra.sweep.dir={sweep}")
+                   "trainer.progress=false", CPU, f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "sweep done: 1 of 2 jobs failed" in proc.stderr
     assert "#1 (trainer.batch_size=100000" in proc.stderr
@@ -232,9 +233,10 @@ def test_a_preempted_submitit_job_is_requeued_and_ends_as_an_uninterrupted_run(
     """submitit's preemption signal (USR2) mid-training: the trainer stops at the next step
     and writes last.pt, submitit requeues the job, which continues in the same directory
     (trainer.resume=auto) and ends where a run never interrupted ends."""
-    args = (*QUICK[:2], "trainer.epochs=20", "trainer.batch_size=128", "trainer.progress=false")
+    args = (*QUICK[:2], "trainer.epochs=20", "trainer.batch_size=128", "trainer.progress=false",
+            CPU)
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen([str(RCNNEXP), "train", "-m", LOCAL, "trainer.resume=auto", *args,
+    proc = subprocess.Popen([*RCNNEXP, "train", "-m", LOCAL, "trainer.resume=auto", *args,
                              f"hydra.sweep.dir={sweep}"], cwd=REPO, env=cli_env(), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     wait_for(sweep / "0" / "checkpoints" / "last.pt", proc)  # epoch 1 is done

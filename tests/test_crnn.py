@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    CPU,
     TINY_ALEXNET,
     TINY_CRNN,
     assert_clean_error,
@@ -220,7 +221,7 @@ def test_cudnn_rnn_flop_formula_matches_the_cpu_count(kind: str, kwargs: dict) -
 
 # -- end to end through the CLI ------------------------------------------------------------------
 RUN = ("dataset.image_size=55", "trainer.epochs=1", "trainer.batch_size=256",
-       "trainer.progress=false")
+       "trainer.progress=false", CPU)
 TINY = (*TINY_ALEXNET, *RUN)
 CRNN_TINY = ("model=crnn", *TINY_CRNN, *RUN)
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from conftest import (
+    CPU,
     assert_same_run,
     read_csv,
     run_cli,
@@ -32,15 +33,15 @@ from rcnnexp.engine.runtime import augmentation_generator, epoch_generator, rank
 
 # nothing random after initialisation: no dropout, no augmentation (RCNN has no BatchNorm)
 DETERMINISTIC = ("model.K=8", "model.T=1", "model.dropout=0", "trainer.epochs=2",
-                 "trainer.progress=false")
+                 "trainer.progress=false", CPU)
 # a small RecNet, whose BatchNorms (per CRC step too) each rank runs on its own on CPU
 RECNET = ("model=recnet", "model.e=1", "model.d=[2,2,2]", "model.S=[2,4,4]",
           "dataset.image_size=32", "trainer.epochs=1", "trainer.batch_size=64",
-          "trainer.progress=false")
+          "trainer.progress=false", CPU)
 # dropout and augmentation, drawn per rank: what a resumed run must restore for each rank
 RANDOM = ("model.K=8", "model.T=1", "trainer.epochs=3", "trainer.batch_size=32",
           "trainer.log_every=2", "trainer.progress=false", "dataset.padding=1",
-          "dataset.flip=true")
+          "dataset.flip=true", CPU)
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:

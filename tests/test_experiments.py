@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CRNN, assert_clean_error, compose_config, run_cli, train_run
+from conftest import CPU, TINY_CRNN, assert_clean_error, compose_config, run_cli, train_run
 from omegaconf import DictConfig, OmegaConf
 from tiny_data import TINY_OVERRIDES, write_cifar100, write_imagenet_folders, write_mit_indoor
 
@@ -195,7 +195,7 @@ def test_an_unknown_preset_is_a_clean_error_naming_the_presets(tmp_path: Path) -
 
 # -- end to end on the tiny files: a row's run writes the paper's number beside ours ----------
 CRNN_RUN = (*TINY_CRNN, "trainer.epochs=1", "trainer.batch_size=8", "schedule.milestones=[]",
-            "trainer.progress=false", "dataset.download=false")
+            "trainer.progress=false", "dataset.download=false", CPU)
 
 
 def test_recnet_row_runs_and_reports_beside_the_paper(tmp_path: Path) -> None:
@@ -204,7 +204,7 @@ def test_recnet_row_runs_and_reports_beside_the_paper(tmp_path: Path) -> None:
                         f"dataset.root={tmp_path}/data", "dataset.download=false",
                         "model.S=[2,2,2]", "model.d=[2,2,2]", "trainer.epochs=1",
                         "schedule.restarts=[]", "trainer.batch_size=16",
-                        "trainer.progress=false", *TINY_OVERRIDES["cifar100"])
+                        "trainer.progress=false", CPU, *TINY_OVERRIDES["cifar100"])
     assert results["experiment"] == "recnet/t2b_e1" and results["name"] == "recnet-t2b-e1"
     [compared] = results["paper"]["metrics"]
     assert (results["paper"]["table"], results["paper"]["dataset"], compared["metric"],

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import hparams_table, run_cli, scalars
+from conftest import CPU, hparams_table, run_cli, scalars
 
 from rcnnexp.engine.hparams import experiment, hparams_of
 
-SWEEP_ARGS = ("trainer.epochs=1", "trainer.batch_size=128", "trainer.progress=false")
+SWEEP_ARGS = ("trainer.epochs=1", "trainer.batch_size=128", "trainer.progress=false", CPU)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO, assert_clean_error, build_for, compose_config, make_model, run_cli
+from conftest import CPU, REPO, assert_clean_error, build_for, compose_config, make_model, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -435,7 +435,7 @@ def test_info_reports_params_and_flops_for_every_variant() -> None:
 
 # -- through the CLI --------------------------------------------------------------------------
 TINY = ("model=recnet", "model.e=1", "model.S=[2,2,2]", "trainer.epochs=1",
-        "trainer.batch_size=256", "trainer.progress=false")
+        "trainer.batch_size=256", "trainer.progress=false", CPU)
 
 
 def test_sweep_over_d_through_train_multirun(tmp_path: Path) -> None:

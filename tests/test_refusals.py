@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import (
+    CPU,
     QUICK,
     RCNNEXP,
     REPO,
@@ -188,7 +189,7 @@ def test_a_refused_resume_leaves_the_run_it_refused_as_it_was(checkpoint: Path) 
 
 # -- one process per run directory ---------------------------------------------------------------
 LONG = ("model.K=8", "model.T=1", "trainer.epochs=40", "trainer.batch_size=32",
-        "trainer.progress=false")
+        "trainer.progress=false", CPU)
 
 
 @pytest.mark.slow  # a run must reach its first checkpoint: ~45 s on a loaded 2-core CPU
@@ -215,7 +216,7 @@ def test_a_second_process_is_refused_while_a_run_trains_its_directory(run_dir: P
                                                     (signal.SIGTERM, 143, "SIGTERM")])
 def test_a_signal_during_start_up_ends_in_one_line(sig: signal.Signals, code: int, name: str,
                                                    run_dir: Path) -> None:
-    proc = subprocess.Popen([str(RCNNEXP), "train", *QUICK, f"hydra.run.dir={run_dir}"],
+    proc = subprocess.Popen([*RCNNEXP, "train", *QUICK, f"hydra.run.dir={run_dir}"],
                             cwd=REPO, env=cli_env(), text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

@@ -14,14 +14,14 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, assert_clean_error, run_cli, train_run
+from conftest import CPU, QUICK, assert_clean_error, run_cli, train_run
 from tiny_data import TINY_OVERRIDES, write_cifar100, write_mnist_digits
 
 from rcnnexp.report.interval import NOT_RUN, REPRODUCED, Z95
 
 TINY_MNIST_TEST = 360  # tiny_data.write_mnist_digits: the last 360 of 1,797 digits
 TINY_RCNN = ("model.K=4", "model.T=1", "trainer.epochs=2", "trainer.batch_size=64",
-             "trainer.progress=false", "dataset.download=false")
+             "trainer.progress=false", "dataset.download=false", CPU)
 
 
 @pytest.fixture(scope="module")

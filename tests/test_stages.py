@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import (
+    CPU,
     assert_clean_error,
     assert_same_run,
     compose_config,
@@ -32,7 +33,8 @@ from rcnnexp.config import validate
 STAGES = ("model.K=8", "model.T=1", "trainer.batch_size=32", "optim.lr=0.05",
           "trainer.retrain=true",
           "schedule=plateau", "schedule.patience=0", "schedule.max_reductions=2",
-          "schedule.stop_when_exhausted=true", "trainer.epochs=8", "trainer.progress=false")
+          "schedule.stop_when_exhausted=true", "trainer.epochs=8", "trainer.progress=false",
+          CPU)
 DIGITS_TRAIN, DIGITS_VAL = 1259, 179
 
 
