@@ -343,6 +343,13 @@ TINY_ALEXNET = ("model.channels=[8,8,8,8,8]", "model.fc=16")
 TINY_CRNN = (*TINY_ALEXNET, "model.hidden=8")
 
 
+def pretend_torch(monkeypatch: pytest.MonkeyPatch, version: str) -> None:
+    """This process's torch reports ``version`` until the test ends: what a refusal that
+    depends on the torch version sees on another machine (``torch.__version__`` is a
+    TorchVersion, which compares with strings)."""
+    monkeypatch.setattr(torch, "__version__", torch.torch_version.TorchVersion(version))
+
+
 @contextlib.contextmanager
 def one_torch_thread() -> Iterator[None]:
     """One torch thread inside, the previous number after. Runs compared bit for bit must

@@ -32,7 +32,12 @@ from conftest import (
 
 from rcnnexp.config import validate
 from rcnnexp.config.trainer import Compile, TrainerConfig
-from rcnnexp.engine.acceleration import accelerate, configure_backends
+from rcnnexp.engine.acceleration import (
+    EXACT_COMPILED_DROPOUT,
+    accelerate,
+    compiled_dropout_is_exact,
+    configure_backends,
+)
 from rcnnexp.engine.build import build_optimizer, build_schedule
 from rcnnexp.engine.checkpoint import load_model_state
 from rcnnexp.engine.logger import RunLogger
@@ -255,6 +260,13 @@ def test_a_checkpoint_every_few_minutes_is_written_inside_the_epoch(
 
 
 # -- torch.compile through the CLI --------------------------------------------------------------
+# a deterministic compiled run (QUICK: on the CPU) is refused on an older torch
+# (tests/test_refusals.py), so these need the torch that keeps what they check
+exact_compile = pytest.mark.skipif(
+    not compiled_dropout_is_exact(),
+    reason=f"a deterministic compiled run needs torch >= {EXACT_COMPILED_DROPOUT}")
+
+
 @pytest.fixture(scope="module")
 def eager(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("eager") / "run"
@@ -276,6 +288,7 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
+@exact_compile
 def test_a_compiled_run_trains_what_an_eager_one_does(eager: Path, compiled: Path) -> None:
     a, b = (json.loads((d / "results.json").read_text()) for d in (eager, compiled))
     assert b["test_top1"] == a["test_top1"] and b["best_val_top1"] == a["best_val_top1"]
@@ -286,6 +299,7 @@ def test_a_compiled_run_trains_what_an_eager_one_does(eager: Path, compiled: Pat
         torch.testing.assert_close(wb[key], wa[key], rtol=1e-4, atol=1e-6, msg=key)
 
 
+@exact_compile
 def test_a_compiled_runs_checkpoint_evaluates_eagerly_and_resumes_eagerly(
         compiled: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
@@ -303,6 +317,7 @@ def test_a_compiled_runs_checkpoint_evaluates_eagerly_and_resumes_eagerly(
     assert "train/lr" in scalars(run_dir / "tb")
 
 
+@exact_compile
 @pytest.mark.slow  # a compile (warm after the compiled run's: ~10 s)
 def test_an_eager_runs_checkpoint_resumes_compiled_as_it_resumes_eagerly(
         eager: Path, tmp_path: Path) -> None:

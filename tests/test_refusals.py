@@ -21,13 +21,19 @@ from conftest import (
     REPO,
     assert_one_line_error,
     cli_env,
+    compose_config,
+    pretend_torch,
     run_cli,
     start_train,
     wait_for,
 )
 
 from rcnnexp.cli import main
+from rcnnexp.config import validate
+from rcnnexp.config.trainer import TrainerConfig
+from rcnnexp.engine.acceleration import check_compile
 from rcnnexp.engine.rundir import lock_run_dir
+from rcnnexp.errors import ConfigError
 
 # (override, what the one line must name): Hydra printed 5-25 lines for each, exit 1
 BAD_OVERRIDES = [
@@ -70,6 +76,35 @@ def test_train_refuses_a_bad_override_in_one_line(override: str, needles: list[s
     assert_one_line_error(in_process(capsys, "train", override, f"hydra.run.dir={run_dir}"),
                           *needles)
     assert not run_dir.exists()
+
+
+def test_a_compiled_deterministic_run_is_refused_on_a_torch_before_2_14(
+        run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pretend_torch(monkeypatch, "2.11.0+cu130")  # the lent GPU's torch
+    proc = in_process(capsys, "train", *QUICK, "trainer.compile=default",
+                      f"hydra.run.dir={run_dir}")
+    assert_one_line_error(proc, "trainer.compile=default",
+                          "trainer.deterministic=null (on for cpu)", "torch 2.11.0+cu130",
+                          "trainer.compile=off", "trainer.deterministic=false", "torch >= 2.14")
+    assert not run_dir.exists()
+
+
+def trainer(*overrides: str) -> TrainerConfig:
+    return validate(compose_config(list(overrides))).trainer
+
+
+def test_only_a_compiled_run_that_is_deterministic_needs_torch_2_14(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend_torch(monkeypatch, "2.11.0")
+    check_compile(trainer("trainer.compile=off"), "cpu")
+    check_compile(trainer("trainer.compile=default", "trainer.deterministic=false"), "cpu")
+    check_compile(trainer("trainer.compile=reduce_overhead"), "cuda")  # null: off on CUDA
+    with pytest.raises(ConfigError, match=r"trainer.deterministic=true needs torch >= 2\.14"):
+        check_compile(trainer("trainer.compile=reduce_overhead", "trainer.deterministic=true"),
+                      "cuda")
+    pretend_torch(monkeypatch, "2.14.1+cu130")
+    check_compile(trainer("trainer.compile=default", "trainer.deterministic=true"), "cpu")
 
 
 def test_the_installed_command_keeps_the_contract(run_dir: Path) -> None:

@@ -17,6 +17,37 @@ import os
 import torch
 
 from rcnnexp.config.trainer import Compile, TrainerConfig, resolved_deterministic
+from rcnnexp.errors import ConfigError
+
+# the first torch whose compiled dropout draws eager's masks under Inductor's fallback_random
+# (torch 2.11 draws others: a compiled run then neither matches an eager one nor resumes
+# exactly; 2.14.1 does both, as tests/test_acceleration.py checks)
+EXACT_COMPILED_DROPOUT = "2.14"
+
+
+def compiled_dropout_is_exact() -> bool:
+    """Whether this torch compiles dropout to draw what eager draws (read at each call, so
+    that a test can stand in another version)."""
+    return torch.torch_version.TorchVersion(torch.__version__) >= EXACT_COMPILED_DROPOUT
+
+
+def check_compile(cfg: TrainerConfig, device_type: str) -> None:
+    """Refuse a compiled run that asks to be deterministic on a torch that cannot keep that
+    promise (:data:`EXACT_COMPILED_DROPOUT`), rather than train one that silently is not.
+
+    Raises :class:`ConfigError` naming both keys, this torch and the ways out."""
+    if cfg.compile == Compile.off or not resolved_deterministic(cfg.deterministic, device_type):
+        return
+    if compiled_dropout_is_exact():
+        return
+    asked = ("trainer.deterministic=true" if cfg.deterministic
+             else f"trainer.deterministic=null (on for {device_type})")
+    raise ConfigError(
+        f"trainer.compile={cfg.compile.value} with {asked} needs torch >= "
+        f"{EXACT_COMPILED_DROPOUT}: torch {torch.__version__} compiles dropout to other "
+        "random numbers than eager's, so the run would neither match an eager one nor "
+        f"resume exactly; use trainer.compile=off, trainer.deterministic=false, or torch >= "
+        f"{EXACT_COMPILED_DROPOUT}")
 
 
 def configure_backends(cfg: TrainerConfig, device: torch.device) -> None:
@@ -66,6 +97,7 @@ def accelerate(model: torch.nn.Module, cfg: TrainerConfig, device: torch.device
     """
     if not cfg.channels_last and cfg.compile == Compile.off:
         return model
+    check_compile(cfg, device.type)
     if cfg.channels_last:
         model.to(device=device, memory_format=torch.channels_last)
     if cfg.compile != Compile.off and resolved_deterministic(cfg.deterministic, device.type):
@@ -77,4 +109,5 @@ def accelerate(model: torch.nn.Module, cfg: TrainerConfig, device: torch.device
     return Accelerated(model, cfg.channels_last, cfg.compile)
 
 
-__all__ = ["Accelerated", "accelerate", "configure_backends"]
+__all__ = ["EXACT_COMPILED_DROPOUT", "Accelerated", "accelerate", "check_compile",
+           "compiled_dropout_is_exact", "configure_backends"]

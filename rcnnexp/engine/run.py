@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from rcnnexp.config import Config, to_plain, validate
 from rcnnexp.data.base import DataModule
-from rcnnexp.engine.acceleration import accelerate, configure_backends
+from rcnnexp.engine.acceleration import accelerate, check_compile, configure_backends
 from rcnnexp.engine.build import (
     build_data,
     build_model,
@@ -134,6 +134,7 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     typed = validate(cfg)
     runtime = make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
     per_rank_batch(typed.trainer.batch_size, runtime.world_size)
+    check_compile(typed.trainer, runtime.device.type)
     stages = plan_stages(run_dir, typed.trainer.retrain)
     point = resume_point(stages, typed.trainer.resume)
     tune = finished_tune(stages, point)
