@@ -15,7 +15,8 @@
 # of every line), OUT/env.txt (commit, GPU, torch). Exit 1 when a job failed
 # (the others' results are kept; its .log says why).
 #
-# Environment (defaults in brackets): PY [.venv/bin/python], DEVICE [cuda], FAMILIES [all
+# Environment (defaults in brackets): PYTHON [.venv/bin/python where it exists, else python3:
+# a GPU machine's image brings its own torch; PY is the older name], DEVICE [cuda], FAMILIES [all
 # four], MODES [off default reduce-overhead], PRECISIONS [fp32 bf16], LAYOUTS [off on],
 # JOBS [4], COMPILE_THREADS [2] (Inductor's compile workers per job), STEPS (steps and
 # rounds per variant for every family; default: --steps 50 --rounds 3, C-RNN --steps 10
@@ -27,7 +28,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:-outputs/bench-gpu/$(date -u +%Y%m%d-%H%M%S)}
-PY=${PY:-.venv/bin/python}
+if [[ -n ${PYTHON:-${PY:-}} ]]; then PY=${PYTHON:-$PY}
+elif [[ -x .venv/bin/python ]]; then PY=.venv/bin/python
+else PY=python3; fi
+if ! command -v "$PY" > /dev/null; then
+    echo "bench_gpu.sh: no Python at PYTHON=$PY; name one whose torch is installed" >&2
+    exit 2
+fi
+# rcnnexp from this checkout, installed or not (scripts/bench_train.py imports it)
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 DEVICE=${DEVICE:-cuda}
 FAMILIES=${FAMILIES:-rcnn96-24 rcnn96-32 recnet60-1280 crnn227}
 MODES=${MODES:-off default reduce-overhead}
