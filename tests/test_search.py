@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, compose_config, run_cli
+from conftest import QUICK, REPO, compose_config, run_cli
 from omegaconf import OmegaConf
 
 from rcnnexp.data.tensor import training_share
@@ -78,6 +78,23 @@ def test_a_searchs_dry_run_checks_both_ends_of_its_space() -> None:
     first, last = proc.stdout.splitlines()[:2]
     assert "optim.lr=0.0003" in first and "trainer.batch_size=16" in first
     assert "optim.lr=0.1" in last and "trainer.batch_size=128" in last
+
+
+# each search preset with a row of the recipe it searches
+SEARCHES = {"rcnn_mnist": "rcnn/t4_rcnn32", "rcnn": "rcnn/t2_rcnn96",
+            "recnet": "recnet/t3_60_1280"}
+
+
+def test_every_search_preset_is_tested() -> None:
+    presets = {p.stem for p in (REPO / "conf" / "search").glob("*.yaml")}
+    assert presets == set(SEARCHES)
+
+
+@pytest.mark.parametrize(("search", "experiment"), sorted(SEARCHES.items()))
+def test_every_search_runs_valid_trials_on_its_recipes_row(search: str, experiment: str) -> None:
+    proc = run_cli("train", "-m", f"experiment={experiment}", f"search={search}", "--dry-run")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "invalid" not in proc.stdout
 
 
 @pytest.mark.parametrize("value", ["0", "1.5"])
