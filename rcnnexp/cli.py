@@ -125,6 +125,7 @@ def train_command(args: list[str]) -> None:
         print(train_help(CONF_DIR), end="")
         return
     check_experiment_names(args)
+    check_output_dirs(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
     if multirun and int(os.environ.get("WORLD_SIZE", 1)) > 1:
         _fail("a sweep (-m) cannot run under torchrun: each rank would run every job in a "
@@ -339,6 +340,21 @@ def check_experiment_names(overrides: Sequence[str]) -> None:
             hint = did_you_mean(unknown[0], sorted(known))
             _fail(f"experiment={unknown[0]} is not a preset in {root}{hint}; the presets are "
                   f"(docs/experiments.md says which paper row each one is):\n{listing}")
+
+
+OUTPUT_DIR_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+def check_output_dirs(overrides: Sequence[str]) -> None:
+    """Refuse an empty ``hydra.run.dir=`` or ``hydra.sweep.dir=``: Hydra takes it for the
+    current folder, and a run would write its checkpoints, logs and ``.hydra/`` among
+    whatever is there (the source tree, when run from the repository)."""
+    for override in command_overrides(overrides):
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") in OUTPUT_DIR_KEYS and not value.strip().strip("'\"").strip():
+            _fail(f"{key.lstrip('+~')}= is empty, which would write the run into the current "
+                  f"folder ({Path.cwd()}): give a folder, e.g. {key.lstrip('+~')}=outputs/NAME, "
+                  "or leave it out for outputs/DATE/TIME")
 
 
 def check_table_is_swept(overrides: Sequence[str], multirun: bool) -> None:

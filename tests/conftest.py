@@ -94,6 +94,22 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
                           capture_output=True, timeout=timeout, check=False)
 
 
+def in_process(capsys: pytest.CaptureFixture[str], *args: str
+               ) -> subprocess.CompletedProcess[str]:
+    """``rcnnexp ARGS`` through :func:`rcnnexp.cli.main` in this process, with the exit code
+    the command would end with (a refusal exits before any training, so a subprocess's
+    start-up is not worth its seconds)."""
+    from rcnnexp.cli import main
+
+    code: int | str | None = 0
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
 def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
     """A user error: non-zero exit, no traceback, and a message containing ``needles``."""
     out = proc.stdout + proc.stderr

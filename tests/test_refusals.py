@@ -22,13 +22,13 @@ from conftest import (
     assert_one_line_error,
     cli_env,
     compose_config,
+    in_process,
     pretend_torch,
     run_cli,
     start_train,
     wait_for,
 )
 
-from rcnnexp.cli import main
 from rcnnexp.config import validate
 from rcnnexp.config.trainer import TrainerConfig
 from rcnnexp.engine.acceleration import check_compile
@@ -58,16 +58,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = run_cli("train", *QUICK, f"hydra.run.dir={run_dir}")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return run_dir / "checkpoints" / "last.pt"
-
-
-def in_process(capsys: pytest.CaptureFixture[str], *args: str
-               ) -> subprocess.CompletedProcess[str]:
-    """``rcnnexp ARGS`` through :func:`rcnnexp.cli.main` in this process (a refusal exits
-    before any training, so the subprocess's start-up is not worth its seconds here)."""
-    with pytest.raises(SystemExit) as exit_:
-        main(list(args))
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exit_.value.code, out.out, out.err)
 
 
 @pytest.mark.parametrize(("override", "needles"), BAD_OVERRIDES)

@@ -74,3 +74,8 @@ class Config:
     # the results.json key a sweeper optimises (conf/search: best_val_top1): a job then
     # returns that number to it; null: the job returns its whole results
     optimized_metric: OptimizedMetric | None = None
+
+    def __post_init__(self) -> None:
+        # an empty label names nothing in results.json or TensorBoard's HPARAMS tab
+        require(self.name.strip() != "", f"name={self.name!r} is empty: give the run a label "
+                "(e.g. name=baseline), or leave name out for the default, run")
