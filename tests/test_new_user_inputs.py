@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, assert_one_line_error, in_process
+from conftest import QUICK, assert_one_line_error, in_process, run_cli
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -34,3 +34,24 @@ def test_an_empty_name_is_refused(run_dir: Path, capsys) -> None:
     proc = in_process(capsys, "train", *QUICK, "name=", f"hydra.run.dir={run_dir}")
     assert_one_line_error(proc, "name='' is empty", "name=baseline")
     assert not run_dir.exists()
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RCNN-8 trained one epoch on the digits (8x8 grey images, 10 classes)."""
+    run_dir = tmp_path_factory.mktemp("digits") / "run"
+    proc = run_cli("train", *QUICK, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return run_dir / "checkpoints" / "last.pt"
+
+
+@pytest.mark.parametrize(("dataset", "shape"), [("mnist", "1x28x28 images, 10 classes"),
+                                                ("cifar100", "3x32x32 images, 100 classes")])
+def test_a_checkpoint_is_not_evaluated_on_data_of_another_shape(
+        dataset: str, shape: str, digits_checkpoint: Path, tmp_path: Path, capsys) -> None:
+    output = tmp_path / "eval.json"
+    proc = in_process(capsys, "eval", f"checkpoint={digits_checkpoint}", f"dataset={dataset}",
+                      f"dataset.root={tmp_path / 'none'}", f"output={output}")
+    assert_one_line_error(proc, f"checkpoint={digits_checkpoint}",
+                          "Digits data (1x8x8 images, 10 classes)", shape)
+    assert not output.exists()

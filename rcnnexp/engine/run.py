@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from rcnnexp.config import Config, to_plain, validate
-from rcnnexp.data.base import DataModule
+from rcnnexp.config import Config, to_plain, validate, with_new_keys
+from rcnnexp.data.base import DataModule, DataSpec
 from rcnnexp.engine.acceleration import accelerate, check_compile, configure_backends
 from rcnnexp.engine.build import (
     build_data,
@@ -56,7 +56,7 @@ from rcnnexp.engine.runtime import make_runtime, rank_seed, seed_everything
 from rcnnexp.engine.stages import Stage, plan_stages, stage_results
 from rcnnexp.engine.summary import count_flops, layer_table
 from rcnnexp.engine.trainer import Trainer
-from rcnnexp.errors import ConfigError, UserError
+from rcnnexp.errors import CheckpointError, ConfigError, UserError
 
 log = logging.getLogger("rcnnexp")
 
@@ -277,6 +277,7 @@ def evaluate_checkpoint(cfg: DictConfig, checkpoint: Path, split: str) -> dict[s
     runtime = make_runtime(typed.trainer.device.value, typed.trainer.precision.value)
     configure_backends(typed.trainer, runtime.device)
     data = build_data(cfg.dataset)
+    check_same_data_shape(ckpt, data.spec, checkpoint)
     model = build_model(cfg.model, data.spec).to(runtime.device)  # eager, as training evaluates
     load_model_state(model, ckpt["model"], str(checkpoint))
     data.setup(runtime.device, typed.trainer.workers)
@@ -297,6 +298,32 @@ def evaluate_checkpoint(cfg: DictConfig, checkpoint: Path, split: str) -> dict[s
         "examples": data.num_examples(split),
         "seconds": time.perf_counter() - start,
     }
+
+
+def check_same_data_shape(ckpt: dict[str, Any], spec: DataSpec, checkpoint: Path) -> None:
+    """Refuse to evaluate a checkpoint on data of another shape than it was trained on.
+
+    A model pooled globally takes images of any size, so its weights load without a word
+    into a model built for other images (the digits' 8x8 model on MNIST's 28x28) and score
+    near chance; the checkpoint's stored config says what its data looked like.
+    """
+    stored = with_new_keys(ckpt.get("config", {})).get("dataset")
+    if not isinstance(stored, dict) or "_target_" not in stored:
+        return  # a checkpoint without its config: its weights' shapes are still checked
+    trained = build_data(OmegaConf.create(stored)).spec
+    if trained == spec:
+        return
+
+    def shape(s: DataSpec) -> str:
+        return (f"{'x'.join(map(str, (s.in_channels, *s.image_size)))} images, "
+                f"{s.num_classes} classes")
+
+    name = str(stored["_target_"]).rpartition(".")[2]
+    raise CheckpointError(
+        f"checkpoint={checkpoint} was trained on {name} data ({shape(trained)}), and this "
+        f"evaluation's data gives {shape(spec)}: its score there would mean nothing; "
+        "evaluate it on data of the shape it was trained on (leave out the dataset overrides "
+        "that change it)")
 
 
 # -- info ---------------------------------------------------------------------------------------
