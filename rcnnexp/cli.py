@@ -107,6 +107,10 @@ def signals_end_the_command(command: str) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _fail(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
@@ -598,7 +602,8 @@ def report_command(args: list[str]) -> None:
     paths = [Path(a) for a in rest] or [Path("outputs")]
     out = Path(own["out"]) if own.get("out") else default_out()
     try:
-        markdown = write_report(paths, out, CONF_DIR, " ".join(["rcnnexp report", *args]))
+        markdown = write_report(paths, out, CONF_DIR, " ".join(["rcnnexp report", *args]),
+                                warn=_warn)
     except UserError as err:
         _fail(str(err), err.exit_code)
     folder = out.with_suffix("") if out.suffix == ".md" else out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, assert_one_line_error, in_process, run_cli
+from conftest import QUICK, assert_one_line_error, in_process, run_cli, write_run_files
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -55,3 +55,23 @@ def test_a_checkpoint_is_not_evaluated_on_data_of_another_shape(
     assert_one_line_error(proc, f"checkpoint={digits_checkpoint}",
                           "Digits data (1x8x8 images, 10 classes)", shape)
     assert not output.exists()
+
+
+def test_report_names_each_run_it_skips_and_why(tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    write_run_files(runs / "good", ["experiment=rcnn/t4_rcnn32"], dataset="mnist",
+                    test_top1=99.0, test_error=1.0)
+    for name, text in [("corrupt", '{"dataset": "mnist", "test_to'), ("foreign", '{"acc": 0.9}'),
+                       ("a_list", "[1, 2]")]:
+        (runs / name).mkdir()
+        (runs / name / "results.json").write_text(text)
+    out = tmp_path / "report"
+    proc = in_process(capsys, "report", str(runs), f"out={out}")
+    assert proc.returncode == 0, proc.stderr
+    warnings = proc.stderr.splitlines()
+    assert len(warnings) == 3 and all(w.startswith("warning: skipped ") for w in warnings)
+    why = {Path(w.split()[2].rstrip(":")).name: w for w in warnings}
+    assert "not valid JSON" in why["corrupt"]
+    assert "no 'dataset' or 'overrides'" in why["foreign"]
+    assert "a JSON list" in why["a_list"]
+    assert (out / "README.md").is_file()

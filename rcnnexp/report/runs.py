@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,34 +95,61 @@ def read_history(path: Path) -> list[dict[str, float]]:
 SWEEP_MARKERS = ("multirun.yaml", "optimization_results.yaml")
 
 
+class NotARun(Exception):
+    """A ``results.json`` that is damaged or that ``rcnnexp train`` did not write: the reason,
+    which the report names when it skips the folder (a run left out without a word would
+    silently change a table's n and mean)."""
+
+
+# keys every results.json that `rcnnexp train` writes has, and the report reads
+RUN_KEYS = ("dataset", "overrides")
+
+
 def load_run(directory: Path) -> Run | None:
-    """The run in ``directory``, or None for what is not one (a stage, unreadable JSON)."""
+    """The run in ``directory``; None for stage 1 of a two-stage run, which belongs to the
+    run around it. Raises :class:`NotARun` for a results.json that is not a run's."""
     try:
         results = json.loads((directory / "results.json").read_text())
-    except (OSError, ValueError):
+    except OSError as err:
+        raise NotARun(f"its results.json cannot be read ({err.strerror or err})") from None
+    except ValueError as err:  # invalid JSON, or bytes that are not UTF-8
+        raise NotARun(f"its results.json is not valid JSON ({err})") from None
+    if not isinstance(results, dict):
+        raise NotARun(f"its results.json holds a JSON {type(results).__name__}, not the "
+                      "object rcnnexp train writes")
+    missing = [key for key in RUN_KEYS if key not in results]
+    if missing:
+        raise NotARun(f"its results.json has no {' or '.join(repr(k) for k in missing)}: it "
+                      "was not written by rcnnexp train")
+    if results.get("stage") == "tune":
         return None
-    if not isinstance(results, dict) or results.get("stage") == "tune":
-        return None  # stage 1 of a two-stage run belongs to the run around it
     sweep = (directory.parent if any((directory.parent / marker).is_file()
                                      for marker in SWEEP_MARKERS) else None)
     return Run(directory, results, read_history(directory / "metrics.csv"),
                read_history(directory / "tune" / "metrics.csv"), sweep)
 
 
-def find_runs(paths: list[Path]) -> list[Run]:
+def find_runs(paths: list[Path], warn: Callable[[str], None] | None = None) -> list[Run]:
     """Every run under ``paths`` (run directories, sweep folders or any folder above them),
-    each once, in path order."""
+    each once, in path order; ``warn`` is told of each folder skipped for a results.json that
+    is not a run's, and why."""
     missing = [str(p) for p in paths if not p.is_dir()]
     if missing:
         raise UserError(f"no such directory: {', '.join(missing)} (give run or sweep "
                         "directories, e.g. outputs/multirun/DATE/TIME)")
-    seen: dict[Path, Run] = {}
+    seen: dict[Path, Run | None] = {}
     for root in paths:
         for found in sorted(root.rglob("results.json")):
             directory = found.parent.resolve()
-            if directory not in seen and (run := load_run(found.parent)) is not None:
-                seen[directory] = run
-    return list(seen.values())
+            if directory in seen:
+                continue
+            try:
+                seen[directory] = load_run(found.parent)
+            except NotARun as err:
+                seen[directory] = None
+                if warn is not None:
+                    warn(f"skipped {found.parent}: {err}")
+    return [run for run in seen.values() if run is not None]
 
 
-__all__ = ["Run", "find_runs", "load_run", "read_history"]
+__all__ = ["NotARun", "Run", "find_runs", "load_run", "read_history"]

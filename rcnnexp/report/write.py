@@ -17,7 +17,7 @@ import datetime as _dt
 import os
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,10 +70,12 @@ class Destination:
                             "(nothing there is overwritten)")
 
 
-def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str) -> Path:
+def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str,
+                 warn: Callable[[str], None] | None = None) -> Path:
     """Gather the runs under ``paths`` and write the report to ``out`` (refused where a
-    report or other files already are); returns the Markdown file."""
-    runs = find_runs(list(paths))
+    report or other files already are); returns the Markdown file. ``warn`` is told of each
+    folder skipped for a results.json that is not a run's."""
+    runs = find_runs(list(paths), warn)
     if not runs:
         raise UserError(f"no finished run (results.json) under {', '.join(map(str, paths))}; "
                         "give run or sweep directories written by `rcnnexp train`")
