@@ -26,7 +26,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rcnnexp.errors import UserError
+from rcnnexp.errors import UserError, unwritable_reason
 
 log = logging.getLogger("rcnnexp")
 FAILED = "failed"  # the key of a failed job's return value: its one-line message
@@ -69,9 +69,15 @@ class SweepReport(Callback):
         from omegaconf import OmegaConf
 
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:  # before Hydra's sweeper makes it, which would end in a traceback
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            print(f"error: hydra.sweep.dir={sweep_dir}: cannot write a sweep there "
+                  f"({unwritable_reason(sweep_dir, err)}); choose a folder you can write to",
+                  file=sys.stderr)
+            sys.exit(2)  # (Hydra turns a callback's exception into a warning and goes on)
         shutil.rmtree(sweep_dir / RECORDS, ignore_errors=True)
         if not (sweep_dir / "multirun.yaml").exists():
-            sweep_dir.mkdir(parents=True, exist_ok=True)
             OmegaConf.save(config, sweep_dir / "multirun.yaml")
 
     def on_job_end(self, config: DictConfig, job_return: Any, **_: Any) -> None:

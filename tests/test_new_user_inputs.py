@@ -75,3 +75,26 @@ def test_report_names_each_run_it_skips_and_why(tmp_path: Path, capsys) -> None:
     assert "no 'dataset' or 'overrides'" in why["foreign"]
     assert "a JSON list" in why["a_list"]
     assert (out / "README.md").is_file()
+
+
+@pytest.fixture
+def a_file(tmp_path: Path) -> Path:
+    """A file where a folder is asked for."""
+    path = tmp_path / "a_file"
+    path.write_text("not a folder\n")
+    return path
+
+
+def test_a_sweep_directory_that_cannot_be_made_is_one_line(a_file: Path, capsys) -> None:
+    proc = in_process(capsys, "train", "-m", *QUICK, "model.K=8,12",
+                      f"hydra.sweep.dir={a_file / 'sweep'}")
+    assert_one_line_error(proc, f"hydra.sweep.dir={a_file / 'sweep'}",
+                          f"{a_file} is a file, not a folder")
+
+
+def test_a_report_folder_that_cannot_be_made_is_one_line(a_file: Path, tmp_path: Path,
+                                                         capsys) -> None:
+    write_run_files(tmp_path / "runs" / "run", ["experiment=rcnn/t4_rcnn32"], dataset="mnist",
+                    test_top1=99.0, test_error=1.0)
+    proc = in_process(capsys, "report", str(tmp_path / "runs"), f"out={a_file / 'report'}")
+    assert_one_line_error(proc, f"out={a_file / 'report'}", f"{a_file} is a file, not a folder")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rcnnexp.errors import UserError
+from rcnnexp.errors import UserError, unwritable_reason
 from rcnnexp.report import plots
 from rcnnexp.report.aggregate import (
     RowResult,
@@ -81,7 +81,12 @@ def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str,
                         "give run or sweep directories written by `rcnnexp train`")
     dest = Destination.of(out)
     dest.check_free(out)
-    dest.folder.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"out={out}: cannot write a report there "
+                        f"({unwritable_reason(dest.folder, err)}); choose a folder you can "
+                        "write to") from None
     tables = load_tables(conf_dir)
     rows = match_rows(tables, runs)
     sweeps = find_sweeps(runs)
