@@ -545,6 +545,9 @@ def reserve_output(output: Path) -> Iterator[TextIO]:
     is removed again when that work fails."""
     if output.exists():
         raise UserError(f"output={output} already exists; choose another file")
+    # the folders made for it, deepest first: removed again with it (a refused eval leaves
+    # no empty <run dir>/eval/)
+    made = [p for p in (output.parent, *output.parent.parents) if not p.exists()]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         handle = open(output, "x")  # noqa: SIM115 (closed below, removed on failure)
@@ -557,6 +560,9 @@ def reserve_output(output: Path) -> Iterator[TextIO]:
             yield handle
     except BaseException:
         output.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty: something else wrote there
+                folder.rmdir()
         raise
 
 

@@ -98,3 +98,27 @@ def test_a_report_folder_that_cannot_be_made_is_one_line(a_file: Path, tmp_path:
                     test_top1=99.0, test_error=1.0)
     proc = in_process(capsys, "report", str(tmp_path / "runs"), f"out={a_file / 'report'}")
     assert_one_line_error(proc, f"out={a_file / 'report'}", f"{a_file} is a file, not a folder")
+
+
+# -- a refused run writes nothing ----------------------------------------------------------------
+def test_a_missing_finetune_checkpoint_is_refused_before_the_run_directory_is_made(
+        run_dir: Path, tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "none.pt"
+    proc = in_process(capsys, "train", *QUICK, f"finetune.checkpoint={missing}",
+                      f"hydra.run.dir={run_dir}")
+    assert_one_line_error(proc, f"checkpoint {missing} does not exist")
+    assert not run_dir.exists()
+
+
+def test_a_part_the_model_lacks_is_refused_before_the_run_directory_is_made(
+        digits_checkpoint: Path, run_dir: Path, capsys) -> None:
+    proc = in_process(capsys, "train", *QUICK, f"finetune.checkpoint={digits_checkpoint}",
+                      "finetune.trainable=[rnn]", f"hydra.run.dir={run_dir}")
+    assert_one_line_error(proc, "finetune.trainable names ['rnn']")
+    assert not run_dir.exists()
+
+
+def test_a_refused_eval_leaves_no_empty_eval_folder(digits_checkpoint: Path, capsys) -> None:
+    proc = in_process(capsys, "eval", f"checkpoint={digits_checkpoint}", "dataset.views=grid9")
+    assert_one_line_error(proc, "dataset.views=grid9")
+    assert not (digits_checkpoint.parent.parent / "eval").exists()

@@ -146,6 +146,11 @@ def check_run(cfg: DictConfig, run_dir: Path) -> None:
     data = build_data(cfg.dataset)
     data.setup(torch.device("cpu"), 0, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, typed.trainer.batch_size, runtime.world_size)
+    if typed.finetune.checkpoint:
+        # the run's own loading of the trained model (its file, its weights' shapes, the
+        # parts named trainable), here on a model built only to be thrown away
+        apply_finetune(build_model(cfg.model, data.spec), typed.finetune.checkpoint,
+                       typed.finetune.trainable)
 
 
 def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
