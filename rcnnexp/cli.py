@@ -58,6 +58,45 @@ examples:
 """
 
 
+EVAL_USAGE = """\
+usage: rcnnexp eval checkpoint=PATH [split=test|val|train] [output=FILE.json] [OVERRIDES ...]
+
+Evaluate a checkpoint written by `rcnnexp train`: its model is rebuilt from the config stored
+in it, with OVERRIDES on top (e.g. dataset.views=grid9, trainer.device=cpu); data of another
+shape than it was trained on is refused. The metrics go to output= (by default
+<run dir>/eval/<checkpoint>-<split>-<time>.json) and, as one JSON line, to stdout.
+
+example:
+  rcnnexp eval checkpoint=outputs/DATE/TIME/checkpoints/best.pt split=test
+"""
+
+INFO_USAGE = """\
+usage: rcnnexp info [OVERRIDES ...]
+
+Describe the model that `rcnnexp train OVERRIDES` would train, without reading data or
+training: a layer table (output shapes, parameters), then one JSON line with params, FLOPs
+(per image, forward), the input shape, the classes and the model's parts.
+
+examples:
+  rcnnexp info model.K=160
+  rcnnexp info experiment=recnet/t3_60_1280
+"""
+
+REPORT_USAGE = """\
+usage: rcnnexp report [RUN_OR_SWEEP_DIR ...] [out=DIR | out=NAME.md]
+
+Read the runs below the given directories (default: outputs) and write a report of them
+against the papers' tables: Markdown, rows.csv, runs.csv and PNG figures, in a new folder
+(default outputs/reports/DATE/TIME; out=NAME.md: that file, its figures in NAME/). A folder
+whose results.json is not a run's is skipped with a warning.
+
+example:
+  rcnnexp report outputs/multirun/DATE/TIME out=reports/t4
+"""
+
+HELP_FLAGS = ("-h", "--help")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help", "help"):
@@ -73,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not CONF_DIR.is_dir():
         _fail(f"the config directory {CONF_DIR} is missing: install rcnnexp from its "
               "repository with `pip install -e .`")
+    if command in COMMAND_USAGE and any(a in HELP_FLAGS for a in rest):
+        print(COMMAND_USAGE[command], end="")
+        return
     from rcnnexp.config import register_configs
 
     register_configs()
@@ -128,6 +170,7 @@ def train_command(args: list[str]) -> None:
 
         print(train_help(CONF_DIR), end="")
         return
+    check_arguments_are_overrides(args)
     check_experiment_names(args)
     check_output_dirs(args)
     multirun = any(a in MULTIRUN_FLAGS for a in args)
@@ -160,6 +203,30 @@ def command_overrides(args: Sequence[str]) -> list[str]:
     """The overrides among ``train``'s arguments (``key=value``, ``~key``), without flags."""
     return [a for a in args if (a.partition("=")[1] or a.startswith("~"))
             and not a.startswith("-")]
+
+
+# flags of `train` (Hydra's) that take the next argument as their value
+FLAGS_WITH_VALUE = ("--cfg", "-c", "--package", "-p", "--info", "-i", "--config-name", "-cn",
+                    "--config-path", "-cp", "--config-dir", "-cd", "--experimental-rerun")
+
+
+def check_arguments_are_overrides(args: Sequence[str]) -> None:
+    """Refuse an argument that is neither ``key=value`` (``~key``) nor a flag, such as
+    ``rcnnexp train mnist``: Hydra's parse error says only ``missing EQUAL at '<EOF>'``
+    over four lines. A group's option name gets its ``group=option`` suggested."""
+    previous = None
+    for arg in args:
+        stray = not (arg.startswith(("-", "~")) or "=" in arg or previous in FLAGS_WITH_VALUE)
+        previous = arg
+        if not stray:
+            continue
+        groups = sorted(p.parent.relative_to(CONF_DIR).as_posix()
+                        for p in CONF_DIR.glob(f"*/{arg}.yaml"))
+        hint = (f" (did you mean {' or '.join(f'{g}={arg}' for g in groups)}?)" if groups
+                else "")
+        _fail(f"{arg!r} is neither key=value nor a flag{hint}: write each setting as "
+              "key=value, e.g. model.K=64 or experiment=rcnn/t4_rcnn32 (rcnnexp train --help "
+              "lists the groups and keys)")
 
 
 def check_composes(args: list[str], multirun: bool) -> None:
@@ -327,6 +394,9 @@ def check_experiment_names(overrides: Sequence[str]) -> None:
     root = CONF_DIR / "experiment"
     for override in overrides:
         key, sep, value = override.partition("=")
+        if sep and key in ("+experiment", "++experiment"):
+            _fail(f"{override}: write experiment={value}, without {key[:-len('experiment')]} "
+                  "(experiment is a group conf/config.yaml already lists, as null)")
         if not sep or key.lstrip("+~") != "experiment" or "(" in value:
             continue  # sweep functions such as glob(...) are left to Hydra
         known = {str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")}
@@ -407,6 +477,7 @@ def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
     from omegaconf.errors import OmegaConfBaseException
 
     from rcnnexp.config import explain
+    from rcnnexp.config.explain import another_family
 
     check_experiment_names(overrides)
     try:
@@ -414,7 +485,7 @@ def compose(overrides: list[str], hydra_node: bool = False) -> DictConfig:
             return hydra_compose(config_name="config", overrides=overrides,
                                  return_hydra_config=hydra_node)
     except (HydraException, OmegaConfBaseException) as err:
-        _fail(explain(err))
+        _fail(another_family(err, overrides) or explain(err))
         raise  # unreachable: _fail exits
 
 
@@ -505,6 +576,7 @@ def eval_command(args: list[str]) -> None:
     from rcnnexp.engine.run import evaluate_checkpoint
 
     _plain_logging()
+    check_arguments_are_overrides(args)
     own, overrides = _split_args(args, ("checkpoint", "split", "output"))
     if "checkpoint" not in own:
         _fail("eval needs checkpoint=PATH (e.g. outputs/DATE/TIME/checkpoints/best.pt)")
@@ -583,6 +655,7 @@ def info_command(args: list[str]) -> None:
     from rcnnexp.engine.run import describe
 
     _plain_logging()
+    check_arguments_are_overrides(args)
     cfg = compose(args)
     try:
         rows, summary = describe(cfg)
@@ -620,6 +693,8 @@ def report_command(args: list[str]) -> None:
 def _plain_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
+
+COMMAND_USAGE = {"eval": EVAL_USAGE, "info": INFO_USAGE, "report": REPORT_USAGE}
 
 COMMANDS: dict[str, Callable[[list[str]], None]] = {
     "train": train_command,

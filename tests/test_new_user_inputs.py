@@ -122,3 +122,48 @@ def test_a_refused_eval_leaves_no_empty_eval_folder(digits_checkpoint: Path, cap
     proc = in_process(capsys, "eval", f"checkpoint={digits_checkpoint}", "dataset.views=grid9")
     assert_one_line_error(proc, "dataset.views=grid9")
     assert not (digits_checkpoint.parent.parent / "eval").exists()
+
+
+# -- arguments the command line does not take as they are --------------------------------------
+@pytest.mark.parametrize(("args", "needles"), [
+    (["foo"], ["'foo' is neither key=value nor a flag", "key=value"]),
+    (["mnist"], ["'mnist' is neither key=value nor a flag", "did you mean dataset=mnist?"]),
+    (["--cfg", "job", "foo"], ["'foo' is neither key=value nor a flag"]),
+])
+def test_an_argument_that_is_not_an_override_is_named(args: list[str], needles: list[str],
+                                                      run_dir: Path, capsys) -> None:
+    proc = in_process(capsys, "train", *args, f"hydra.run.dir={run_dir}")
+    assert_one_line_error(proc, *needles)
+    assert not run_dir.exists()
+    assert_one_line_error(in_process(capsys, "info", *args), *needles)
+
+
+@pytest.mark.parametrize("command", ["eval", "info", "report"])
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_prints_its_usage_for_help(command: str, flag: str, capsys) -> None:
+    proc = in_process(capsys, command, flag)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith(f"usage: rcnnexp {command}")
+
+
+@pytest.mark.parametrize(("args", "needles"), [
+    (["experiment=rcnn/t4_rcnn32", "model=recnet"],
+     ["experiment=rcnn/t4_rcnn32 sets model.dropout", "model=recnet (RecNetConfig)",
+      "leave out model=recnet"]),
+    (["experiment=recnet/t2b_e8", "model=rcnn"],
+     ["experiment=recnet/t2b_e8 sets model.e", "leave out model=rcnn"]),
+])
+def test_an_experiment_under_a_model_of_another_family_is_named(
+        args: list[str], needles: list[str], run_dir: Path, capsys) -> None:
+    assert_one_line_error(in_process(capsys, "info", *args), *needles)
+    proc = in_process(capsys, "train", *args, f"hydra.run.dir={run_dir}")
+    assert_one_line_error(proc, *needles)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("written", ["+experiment=rcnn/t4_rcnn32", "++experiment=rcnn/t4_rcnn32"])
+def test_an_experiment_added_with_a_plus_is_told_to_drop_it(written: str, run_dir: Path,
+                                                            capsys) -> None:
+    proc = in_process(capsys, "train", written, f"hydra.run.dir={run_dir}")
+    assert_one_line_error(proc, f"{written}: write experiment=rcnn/t4_rcnn32, without +")
+    assert not run_dir.exists()

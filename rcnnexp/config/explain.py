@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from enum import Enum
 from typing import Any
 
@@ -52,6 +53,34 @@ def explain(err: Exception) -> str:
     if isinstance(cause, OmegaConfBaseException):
         return _omegaconf(cause)
     return " ".join(str(err).split("Config search path:")[0].split())
+
+
+def another_family(err: Exception, overrides: Sequence[str]) -> str | None:
+    """The message for an experiment's model keys under a model of another family, or None.
+
+    ``experiment=rcnn/t4_rcnn32 model=recnet`` fails on RCNN's ``model.dropout`` (set by the
+    row's recipe), which RecNetConfig lacks; OmegaConf's key error names neither the
+    experiment nor the fix, which is to leave the model to the experiment.
+    """
+    # Hydra reports a key error in a config file as text (no __cause__ to read it from)
+    text = str(err)
+    key_error = re.search(r"Config(Key|Attribute)Error.*?full_key: (\S+)", text, re.DOTALL)
+    if key_error is None:
+        return None
+    key = key_error.group(2)
+    chosen = {k.lstrip("+~"): v for k, _, v in (o.partition("=") for o in overrides)}
+    experiment, model = chosen.get("experiment"), chosen.get("model")
+    if not key.startswith("model.") or experiment in (None, "", "null") or model is None:
+        return None
+    found = re.search(r"In '([^']+)'", text)
+    through = (f" (through conf/{found.group(1)}.yaml)"
+               if found and not found.group(1).startswith("experiment/") else "")
+    schema_found = re.search(r"object_type=(\w+)", text)
+    schema = schema_found.group(1) if schema_found else model
+    return (f"experiment={experiment} sets {key}{through}, a key of its own model family, "
+            f"which model={model} ({schema}) does not have: an experiment fixes its model; "
+            f"leave out model={model}, or choose an experiment of that family "
+            "(docs/experiments.md)")
 
 
 def _missing_option(path: str, options: list[str] | None) -> str:
