@@ -245,6 +245,6 @@ def test_a_preempted_submitit_job_is_requeued_and_ends_as_an_uninterrupted_run(
     assert proc.returncode == 0, out[-3000:]
     assert "sweep done: 1 jobs, all finished" in out
     log = (sweep / "0" / "train.log").read_text()
-    assert "interrupted (SIGUSR2)" in log and "resumed from" in log, log[-3000:]
+    assert "interrupted by SIGUSR2" in log and "resumed from" in log, log[-3000:]
     train_run(tmp_path / "uninterrupted", *args)
     assert_same_run(sweep / "0", tmp_path / "uninterrupted")

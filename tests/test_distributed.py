@@ -156,7 +156,7 @@ def test_sigterm_stops_both_ranks_at_the_same_step_and_the_run_resumes_mid_epoch
                    lambda state: state["epoch"] == 1 and state["batch"] > 0)
     proc.send_signal(signal.SIGTERM)  # torchrun passes it to both ranks
     output = proc.communicate(timeout=120)[0]
-    assert "interrupted (SIGTERM) in epoch 2" in output, output
+    assert "interrupted by SIGTERM in epoch 2" in output, output
     # the command it prints starts both processes again
     assert "continue with: torchrun --nproc_per_node=2 --no-python rcnnexp train" in output
     state = torch.load(stopped / "checkpoints" / "last.pt", weights_only=True)["state"]

@@ -8,7 +8,6 @@ one line that says what happened and what to do, and the files a later run relie
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 from pathlib import Path
@@ -142,7 +141,7 @@ def whole_in_process(tmp_path_factory: pytest.TempPathFactory,
 ])
 def test_an_interrupt_inside_an_epoch_resumes_from_its_batch_bit_identically(
         whole_in_process: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture, sig: signal.Signals, step: int, epoch: int,
+        capsys: pytest.CaptureFixture[str], sig: signal.Signals, step: int, epoch: int,
         batch: int) -> None:
     run_dir = tmp_path / "run"
     real_step = Schedule.step
@@ -154,11 +153,11 @@ def test_an_interrupt_inside_an_epoch_resumes_from_its_batch_bit_identically(
         return lr
 
     monkeypatch.setattr(Schedule, "step", schedule_step)
-    with caplog.at_level(logging.INFO, logger="rcnnexp"), pytest.raises(SystemExit) as stopped:
+    with pytest.raises(SystemExit) as stopped:
         train_in_process(run_dir, "trainer.epochs=2")
     monkeypatch.undo()
     assert stopped.value.code == 128 + sig
-    assert "continue with: rcnnexp train" in caplog.text
+    assert "continue with: rcnnexp train" in capsys.readouterr().err
     state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]
     assert (state["epoch"], state["batch"], state["step"]) == (epoch, batch, step)
     train_in_process(run_dir, "trainer.epochs=2", "trainer.resume=auto")

@@ -3,10 +3,14 @@ key and what would be right, exit 2, and nothing written where the command was r
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 from conftest import QUICK, assert_one_line_error, in_process, run_cli, write_run_files
+
+from rcnnexp.engine.schedules import Schedule
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -167,3 +171,25 @@ def test_an_experiment_added_with_a_plus_is_told_to_drop_it(written: str, run_di
     proc = in_process(capsys, "train", written, f"hydra.run.dir={run_dir}")
     assert_one_line_error(proc, f"{written}: write experiment=rcnn/t4_rcnn32, without +")
     assert not run_dir.exists()
+
+
+# -- an interrupted run says how to continue, once, where the other messages go ----------------
+def test_an_interrupt_says_once_on_stderr_how_to_continue(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch, backends_restored: None,
+        capsys) -> None:
+    real_step = Schedule.step
+
+    def step(self: Schedule) -> float:
+        lr = real_step(self)
+        if self.iteration == 3:  # Ctrl-C in the middle of the first epoch
+            os.kill(os.getpid(), signal.SIGINT)
+        return lr
+
+    monkeypatch.setattr(Schedule, "step", step)
+    proc = in_process(capsys, "train", *QUICK, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 130
+    [line] = [line for line in proc.stderr.splitlines() if "interrupted" in line]
+    assert line.startswith("interrupted by Ctrl-C (SIGINT) in epoch 1; continue with: rcnnexp ")
+    assert f"trainer.resume=auto hydra.run.dir={run_dir}" in line
+    assert "interrupted" not in proc.stdout and "continue with" not in proc.stdout
+    assert line in (run_dir / "train.log").read_text()

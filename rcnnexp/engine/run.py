@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from rcnnexp.engine.evaluate import evaluate
 from rcnnexp.engine.finetune import apply_finetune
 from rcnnexp.engine.hparams import hparams_of
 from rcnnexp.engine.logger import RunLogger
-from rcnnexp.engine.progress import Progress
+from rcnnexp.engine.progress import Progress, log_to_files
 from rcnnexp.engine.results import summarize
 from rcnnexp.engine.resume import (
     Interrupted,
@@ -221,10 +222,15 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         done = trainer.state.epoch
         when = f"in {where}epoch {done + 1}" if done < tc.epochs else (
             f"after the last epoch ({where}{done}), before the run's results were written")
-        log.info("interrupted (%s) %s; %s",
-                 type(err).__name__ if code == 130 else err, when,
-                 resume_hint(ctx.overrides, ctx.run_dir, saved or stage.name == "retrain",
-                             launcher_words()))
+        # one line on stderr, worded as a signal before training is (rcnnexp.cli), and in
+        # train.log: the run stopped rather than finished, and this is how to go on
+        signame = str(err) if isinstance(err, Interrupted) else "SIGINT"
+        line = (f"interrupted by {'Ctrl-C (SIGINT)' if signame == 'SIGINT' else signame} "
+                f"{when}; " + resume_hint(ctx.overrides, ctx.run_dir,
+                                          saved or stage.name == "retrain", launcher_words()))
+        if runtime.is_main:
+            print(line, file=sys.stderr)
+            log_to_files(log, line)
         if stop is not None:
             stop.pass_on()  # a job that submitit watches is requeued here, and exits
         raise SystemExit(code) from None
