@@ -3,13 +3,26 @@ key and what would be right, exit 2, and nothing written where the command was r
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import QUICK, assert_one_line_error, in_process, run_cli, write_run_files
+import torch
+from conftest import (
+    QUICK,
+    assert_one_line_error,
+    in_process,
+    read_csv,
+    run_cli,
+    train_in_process,
+    write_run_files,
+)
 
+from rcnnexp.data.digits import Digits
 from rcnnexp.engine.schedules import Schedule
 
 
@@ -193,3 +206,51 @@ def test_an_interrupt_says_once_on_stderr_how_to_continue(
     assert f"trainer.resume=auto hydra.run.dir={run_dir}" in line
     assert "interrupted" not in proc.stdout and "continue with" not in proc.stdout
     assert line in (run_dir / "train.log").read_text()
+
+
+# -- a check run: trainer.limit_batches ---------------------------------------------------------
+def test_a_check_run_takes_a_few_batches_and_its_schedule_knows_it(
+        run_dir: Path, monkeypatch: pytest.MonkeyPatch, backends_restored: None) -> None:
+    schedules: list[Schedule] = []
+    real_init = Schedule.__init__
+
+    def init(self: Schedule, *args: Any, **kwargs: Any) -> None:
+        real_init(self, *args, **kwargs)
+        schedules.append(self)
+
+    evaluated: list[str] = []
+    real_eval_batches = Digits.eval_batches
+
+    def eval_batches(self: Digits, split: str, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        for batch in real_eval_batches(self, split, *args, **kwargs):
+            evaluated.append(split)
+            yield batch
+
+    monkeypatch.setattr(Schedule, "__init__", init)
+    monkeypatch.setattr(Digits, "eval_batches", eval_batches)
+    # SMALL_RUN: 39 steps an epoch; val and test in batches of 16: 12 and 23 batches
+    train_in_process(run_dir, "trainer.limit_batches=3", "trainer.epochs=2",
+                     "trainer.eval_batch_size=16")
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["state"]
+    assert (state["epoch"], state["step"]) == (2, 6)
+    [schedule] = schedules
+    assert (schedule.iters_per_epoch, schedule.total_iters) == (3, 6)
+    assert evaluated == ["val"] * 3 + ["test"] * 3 + ["val"] * 3 + ["test"] * 3
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["limit_batches"] == 3 and results["epochs"] == 2
+
+
+def test_a_check_run_is_listed_in_the_report_but_never_counted_in_a_row(tmp_path: Path,
+                                                                        capsys) -> None:
+    runs = tmp_path / "runs"
+    for name, seed, extra in [("real", 0, {}), ("check", 1, {"limit_batches": 2})]:
+        write_run_files(runs / name, ["experiment=rcnn/t4_rcnn32", f"trainer.seed={seed}"],
+                        dataset="mnist", test_top1=99.0 - seed, test_error=1.0 + seed, **extra)
+    out = tmp_path / "report"
+    proc = in_process(capsys, "report", str(runs), f"out={out}")
+    assert proc.returncode == 0, proc.stderr
+    [row] = [r for r in read_csv(out / "rows.csv") if r["preset"] == "rcnn/t4_rcnn32"]
+    assert (row["n"], float(row["mean"])) == ("1", 1.0)
+    readme = (out / "README.md").read_text()
+    assert "(check run: 2 batches, not counted)" in readme
+    assert "no table above compares" not in readme

@@ -84,6 +84,11 @@ class TrainerConfig:
     checkpoint_every_steps: int | None = None
     # the same every this many minutes (looked at every log_every steps); null: not by time
     checkpoint_every_minutes: float | None = None
+    # a check run: at most this many training batches an epoch and evaluation batches a
+    # split, to see that a config runs end to end (data, model, schedule, checkpoints,
+    # results) in seconds before a long job; results.json says so and the report never
+    # counts it in a paper's row. null: every batch (a real run)
+    limit_batches: int | None = None
 
     def __post_init__(self) -> None:
         positive("trainer.epochs", self.epochs)
@@ -98,6 +103,8 @@ class TrainerConfig:
             positive("trainer.checkpoint_every_steps", self.checkpoint_every_steps)
         if self.checkpoint_every_minutes is not None:
             positive("trainer.checkpoint_every_minutes", self.checkpoint_every_minutes)
+        if self.limit_batches is not None:
+            positive("trainer.limit_batches", self.limit_batches)
 
 
 def resolved_precision(precision: str, device_type: str) -> str:

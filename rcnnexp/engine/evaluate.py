@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -18,14 +20,17 @@ def topk_correct(probs: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Ten
 
 
 def evaluate(model: torch.nn.Module, data: DataModule, split: str, batch_size: int,
-             runtime: Runtime) -> dict[str, float]:
+             runtime: Runtime, limit_batches: int | None = None) -> dict[str, float]:
     """Loss (NLL of the view-averaged softmax), top-1 and top-5 accuracy in percent, over
     every image of ``split`` (each rank scores its share and the sums are all-reduced), in
     batches of ``batch_size`` images (``trainer.eval_batch_size``; the model sees each
-    batch's images x views at once)."""
+    batch's images x views at once); a check run (``trainer.limit_batches``) scores only
+    the first ``limit_batches`` batches of each rank."""
     sums = torch.zeros(4, dtype=torch.float64, device=runtime.device)  # loss, top1, top5, n
+    batches = itertools.islice(
+        data.eval_batches(split, batch_size, runtime.rank, runtime.world_size), limit_batches)
     with eval_mode(model):
-        for x, y in data.eval_batches(split, batch_size, runtime.rank, runtime.world_size):
+        for x, y in batches:
             b, v = x.shape[:2]
             with runtime.autocast():
                 logits = model(x.flatten(0, 1))

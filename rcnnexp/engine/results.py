@@ -62,6 +62,8 @@ def summarize(typed: Config, identity: dict[str, Any], model: ImageClassifier, f
         # TF32 products in fp32 matmuls and convolutions (trainer.tf32 on CUDA), which the
         # report marks: the papers trained in full fp32
         "tf32": typed.trainer.tf32 and trainer.runtime.device.type == "cuda",
+        # a check run's (trainer.limit_batches): a few batches only, never a paper's number
+        "limit_batches": typed.trainer.limit_batches,
         "overrides": list(identity.get("overrides", [])),
         "run_dir": str(identity.get("run_dir", "")),
     }

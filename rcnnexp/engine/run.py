@@ -56,7 +56,7 @@ from rcnnexp.engine.resume import (
 from rcnnexp.engine.runtime import make_runtime, rank_seed, seed_everything
 from rcnnexp.engine.stages import Stage, plan_stages, stage_results
 from rcnnexp.engine.summary import count_flops, layer_table
-from rcnnexp.engine.trainer import Trainer
+from rcnnexp.engine.trainer import Trainer, train_steps_per_epoch
 from rcnnexp.errors import CheckpointError, ConfigError, UserError
 
 log = logging.getLogger("rcnnexp")
@@ -170,8 +170,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     flops = count_flops(model, data.spec)
     data.setup(runtime.device, tc.workers, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, tc.batch_size, runtime.world_size)
-    iters = data.num_train_batches(per_rank_batch(tc.batch_size, runtime.world_size),
-                                   runtime.world_size)
+    iters = train_steps_per_epoch(data, per_rank_batch(tc.batch_size, runtime.world_size),
+                                  runtime.world_size, tc.limit_batches)
     # what a step calls (compiled, then DDP around it); the plain model is what is saved
     train_model = wrap(accelerate(model, tc, runtime.device), runtime.device)
     optimizer = build_optimizer(cfg.optim, model)
@@ -209,6 +209,10 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         log.info("%s on %s: %s parameters, %s FLOPs/image; %d epochs of %d steps on %s",
                  model.arch, ctx.choices.get("dataset", type(data).__name__),
                  f"{count_params(model):,}", f"{flops:,}", tc.epochs, iters, runtime.device)
+        if tc.limit_batches is not None:
+            log.info("a check run (trainer.limit_batches=%d): at most %d batches an epoch and "
+                     "a split's evaluation; its results are not a real run's",
+                     tc.limit_batches, tc.limit_batches)
     stop: StopRequest | None = None
     try:
         with deferred_interrupts() as stop:

@@ -48,6 +48,15 @@ from rcnnexp.engine.schedules import Schedule
 from rcnnexp.errors import TrainingDiverged
 
 
+def train_steps_per_epoch(data: DataModule, batch_size: int, world_size: int,
+                          limit_batches: int | None) -> int:
+    """Optimizer steps an epoch: the data's batches (``batch_size`` per process), at most
+    ``limit_batches`` in a check run. The schedules count their steps with it, so that a
+    check run's learning rate runs its whole course in the steps it has."""
+    total = data.num_train_batches(batch_size, world_size)
+    return total if limit_batches is None else min(total, limit_batches)
+
+
 @dataclass
 class TrainState:
     """Counters that, with the module states, define where a run is."""
@@ -237,7 +246,8 @@ class Trainer:
         model, runtime, cfg = self.train_model, self.runtime, self.cfg
         model.train()
         batch_size = per_rank_batch(cfg.batch_size, runtime.world_size)
-        total = self.data.num_train_batches(batch_size, runtime.world_size)
+        total = train_steps_per_epoch(self.data, batch_size, runtime.world_size,
+                                      cfg.limit_batches)
         generator = epoch_generator(cfg.seed, epoch, runtime.device)
         augment = augmentation_generator(cfg.seed, epoch, runtime.rank, runtime.world_size,
                                          generator)
@@ -249,9 +259,10 @@ class Trainer:
         sums, window = done[:3].clone(), done[3:].clone()
         if not runtime.is_main:  # the saved window is all ranks': rank 0 carries it
             window.zero_()
-        # the skipped batches are drawn all the same: the generator then stands where it did
+        # the skipped batches are drawn all the same: the generator then stands where it did;
+        # a check run stops drawing at its limit
         first = self.state.batch
-        batches = itertools.islice(batches, first, None)
+        batches = itertools.islice(batches, first, total)
         start = time.perf_counter()
         window_start, window_images = start, 0
         lr = float(self.optimizer.param_groups[0]["lr"])  # (an epoch resumed at its end)
@@ -322,7 +333,7 @@ class Trainer:
                 continue
             broadcast_buffers(self.model)  # every rank scores the model rank 0 saves
             metrics = evaluate(self.model, self.data, split, self.cfg.eval_batch_size,
-                               self.runtime)
+                               self.runtime, self.cfg.limit_batches)
             self.logger.scalars(metrics, self.state.step, prefix=f"{split}/")
             out.update({f"{split}_{k}": v for k, v in metrics.items()})
         return out

@@ -68,6 +68,12 @@ class Run:
             return None
         return OFFICIAL_TEST_IMAGES.get(str(self.results.get("dataset")))
 
+    @property
+    def check_run(self) -> bool:
+        """A check run (``trainer.limit_batches``): a few batches of training and evaluation,
+        listed but never counted as a paper row's result."""
+        return self.results.get("limit_batches") is not None
+
     def metric(self, name: str) -> float | None:
         value = self.results.get(name)
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None

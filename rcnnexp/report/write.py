@@ -375,7 +375,9 @@ def _runs_section(runs: list[Run]) -> list[str]:
     for run in runs:
         r = run.results
         overrides = " ".join(run.changes())
-        lines.append(f"| `{_path(run.directory)}` | {r.get('experiment') or '—'} | "
+        check = (f" (check run: {r['limit_batches']} batches, not counted)"
+                 if run.check_run else "")
+        lines.append(f"| `{_path(run.directory)}`{check} | {r.get('experiment') or '—'} | "
                      f"{r.get('arch', '—')} | {r.get('dataset', '—')} | {r.get('seed', '—')} | "
                      f"{r.get('epochs', '—')} | {r.get('params', 0):,} | "
                      f"{_num(run.metric('test_top1'))} | {_num(run.metric('test_error'))} | "
