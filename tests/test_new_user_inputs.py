@@ -254,3 +254,20 @@ def test_a_check_run_is_listed_in_the_report_but_never_counted_in_a_row(tmp_path
     readme = (out / "README.md").read_text()
     assert "(check run: 2 batches, not counted)" in readme
     assert "no table above compares" not in readme
+
+
+# -- models too large to build --------------------------------------------------------------------
+@pytest.mark.parametrize(("override", "needles"), [
+    ("model.K=100000", ["model.K=100000 gives at least 360,000,000,000 parameters",
+                        "of memory: choose a smaller model"]),
+    ("model.T=100000", ["model.T=100000 is more than RCNN_MAX_T=100",
+                        "choose model.T at most 100"]),
+    ("model=alexnet model.fc=1000000", ["model.fc=1000000 gives at least"]),
+])
+def test_a_model_too_large_to_build_is_refused_before_building(
+        override: str, needles: list[str], run_dir: Path, capsys) -> None:
+    args = override.split()
+    assert_one_line_error(in_process(capsys, "info", *args), *needles)
+    proc = in_process(capsys, "train", *QUICK[2:], *args, f"hydra.run.dir={run_dir}")
+    assert_one_line_error(proc, *needles)
+    assert not run_dir.exists()

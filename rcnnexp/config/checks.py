@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -30,6 +31,26 @@ SEED_LIMIT = 2**63  # torch.manual_seed takes a 64-bit integer; numpy's seed is 
 def seed(key: str, value: int) -> None:
     require(0 <= value < SEED_LIMIT,
             f"{key} must be an integer from 0 to {SEED_LIMIT - 1}, got {value}")
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def fits_in_memory(setting: str, params: int) -> None:
+    """Refuse a model whose fp32 weights alone, ``params`` at the least, exceed this
+    machine's memory: building it would ask the OS for them (1.4 TB for ``model.K=100000``)
+    and fail or swap minutes later, where this refuses it before any work."""
+    memory = physical_memory()
+    need = 4 * params
+    require(memory is None or need <= memory,
+            f"{setting} gives at least {params:,} parameters ({need / 2**30:,.0f} GiB in fp32), "
+            f"more than this machine's {(memory or 0) / 2**30:,.0f} GiB of memory: choose a "
+            "smaller model")
 
 
 def one_of(key: str, value: Any, choices: Iterable[Any]) -> None:

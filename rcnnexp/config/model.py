@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rcnnexp.config.checks import model_check, non_negative, one_of, positive, require
+from rcnnexp.config.checks import (
+    fits_in_memory,
+    model_check,
+    non_negative,
+    one_of,
+    positive,
+    require,
+)
 from rcnnexp.models.arguments import (
     ALEXNET_CHANNELS,
     alexnet_channels,
@@ -20,6 +27,11 @@ from rcnnexp.models.arguments import (
     recnet_stages,
 )
 from rcnnexp.models.choices import BPTT, KERNELS, CRCMode, CRCSigma, Direction, RCNNVariant
+
+# RCNN's recurrent iterations at most: each of the T steps of an RCL keeps its activations
+# for the backward pass, and even counting FLOPs runs all of them (model.T=100000 took
+# minutes before failing); the papers' rows use T <= 3
+RCNN_MAX_T = 100
 
 
 @dataclass
@@ -41,7 +53,12 @@ class RCNNConfig:
         positive("model.K", self.K)
         positive("model.lrn_alpha", self.lrn_alpha)
         non_negative("model.T", self.T)
+        require(self.T <= RCNN_MAX_T, f"model.T={self.T} is more than RCNN_MAX_T={RCNN_MAX_T} "
+                "recurrent steps, whose activations every RCL keeps for training: choose "
+                f"model.T at most {RCNN_MAX_T} (the paper's rows use 3)")
         require(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
+        # the feedforward 3x3 K->K weights of the 4 RCLs, which every variant has
+        fits_in_memory(f"model.K={self.K}", 4 * 9 * self.K**2)
 
 
 @dataclass
@@ -87,6 +104,9 @@ class AlexNetConfig:
     def __post_init__(self) -> None:
         model_check(alexnet_channels, self.channels, self.groups)
         positive("model.fc", self.fc)
+        # conv3's 3x3 weights (ungrouped) and fc7's fc x fc, which any input size has
+        fits_in_memory(f"model.channels={self.channels} model.fc={self.fc}",
+                       9 * self.channels[1] * self.channels[2] + self.fc**2)
         require(0 <= self.dropout < 1, f"model.dropout must be in [0, 1), got {self.dropout}")
 
 
