@@ -122,7 +122,7 @@ def test_nesterov_needs_momentum_and_no_dampening() -> None:
 
 def test_every_yaml_file_belongs_to_a_group() -> None:
     groups = {"model", "dataset", "optim", "schedule", "trainer", "experiment",
-              "model_dataset", "recipe", "table", "hydra", "cluster"}
+              "model_dataset", "recipe", "table", "hydra", "cluster", "search"}
     for path in Path(CONF_DIR).rglob("*.yaml"):
         rel = path.relative_to(CONF_DIR)
         assert rel.name == "config.yaml" or rel.parts[0] in groups, rel

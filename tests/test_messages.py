@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import compose_config
 
-from rcnnexp.config import validate
+from rcnnexp.config import to_plain, validate
 from rcnnexp.engine.build import build_data
 from rcnnexp.engine.checkpoint import load_checkpoint
 from rcnnexp.engine.resume import check_same_run
@@ -32,8 +32,9 @@ def test_a_directory_named_last_pt_is_called_a_directory(tmp_path: Path) -> None
 
 
 def test_every_config_difference_is_counted(tmp_path: Path) -> None:
-    old = {"model": {f"k{i:02d}": i for i in range(13)}}
-    new = {"model": {f"k{i:02d}": i + 1 for i in range(13)}}
+    whole = to_plain(compose_config())  # a complete config, its model replaced
+    old = {**whole, "model": {f"k{i:02d}": i for i in range(13)}}
+    new = {**whole, "model": {f"k{i:02d}": i + 1 for i in range(13)}}
     with pytest.raises(CheckpointError) as err:
         check_same_run({"config": old, "overrides": []}, new, tmp_path / "last.pt")
     assert "model.k09: 9 -> 10" in str(err.value)
