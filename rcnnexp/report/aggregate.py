@@ -73,7 +73,7 @@ def match_rows(tables: list[PaperTable], runs: list[Run]) -> list[RowResult]:
         index[(x.row.paper, x.row.table, x.row.row, x.number.dataset)].append(x)
     for run in runs:
         p = run.paper
-        if not p or run.check_run:  # a few batches: a check that it runs, not a result
+        if not p or not run.counts_for_its_row:  # a check run, a search's trial
             continue
         for x in index.get((p["paper"], p["table"], p["row"], run.results.get("dataset")), []):
             x.runs.append(run)
@@ -84,7 +84,7 @@ def unmatched_paper_runs(rows: list[RowResult], runs: list[Run]) -> list[Run]:
     """Runs of a paper row that no table lists (a renamed row, a dataset it has no number
     for): reported on their own rather than dropped."""
     matched = {id(r) for x in rows for r in x.runs}
-    return [r for r in runs if r.paper and not r.check_run and id(r) not in matched]
+    return [r for r in runs if r.paper and r.counts_for_its_row and id(r) not in matched]
 
 
 @dataclass

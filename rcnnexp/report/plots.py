@@ -147,9 +147,10 @@ def sweep_figure(sweep: Sweep, key: str, metric: str, path: Path) -> Path:
                label="jobs")
     xs = sorted({x for x, _ in points})
     groups = [[y for x, y in points if x == v] for v in xs]
-    ax.errorbar(xs, [statistics.fmean(g) for g in groups],
-                yerr=[statistics.stdev(g) if len(g) > 1 else 0.0 for g in groups], fmt="o-",
-                color="tab:blue", capsize=4, label="mean ± std")
+    if len(xs) < len(points):  # values shared by several jobs (not a search's sampled rates)
+        ax.errorbar(xs, [statistics.fmean(g) for g in groups],
+                    yerr=[statistics.stdev(g) if len(g) > 1 else 0.0 for g in groups],
+                    fmt="o-", color="tab:blue", capsize=4, label="mean ± std")
     if xs and xs[0] > 0 and xs[-1] / xs[0] >= 100:  # a rate or decay searched on a log scale
         ax.set_xscale("log")
     ax.set_xlabel(key)

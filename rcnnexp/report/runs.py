@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from rcnnexp.engine.hparams import BOOKKEEPING
 from rcnnexp.errors import UserError
 from rcnnexp.report.interval import OFFICIAL_TEST_IMAGES
@@ -67,6 +69,26 @@ class Run:
         if "test_images" in self.results:  # recorded as none: the run had no test split
             return None
         return OFFICIAL_TEST_IMAGES.get(str(self.results.get("dataset")))
+
+    @property
+    def optimized_metric(self) -> str | None:
+        """The ``optimized_metric`` the run was composed with (its ``.hydra/config.yaml``):
+        set, the run is a search's trial (conf/search), shortened and never tested."""
+        try:
+            value = OmegaConf.load(self.directory / ".hydra" / "config.yaml").get(
+                "optimized_metric")
+        except (OSError, ValueError):
+            return None
+        return None if value is None else str(value)
+
+    @property
+    def search_trial(self) -> bool:
+        return self.optimized_metric is not None
+
+    @property
+    def counts_for_its_row(self) -> bool:
+        """Neither a check run nor a search's trial: a run whose test number is a result."""
+        return not self.check_run and not self.search_trial
 
     @property
     def check_run(self) -> bool:

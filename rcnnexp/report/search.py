@@ -37,21 +37,11 @@ class Search:
         return ranked[0] if ranked and ranked[0].metric(self.metric) is not None else None
 
 
-def optimized_metric(run: Run) -> str | None:
-    """The ``optimized_metric`` the run was composed with (its ``.hydra/config.yaml``)."""
-    path = run.directory / ".hydra" / "config.yaml"
-    try:
-        value = OmegaConf.load(path).get("optimized_metric")
-    except (OSError, ValueError):
-        return None
-    return None if value is None else str(value)
-
-
 def find_searches(sweeps: list[Sweep]) -> list[Search]:
     """The sweeps that are searches: their jobs were composed with an ``optimized_metric``."""
     searches = []
     for sweep in sweeps:
-        metrics = {m for run in sweep.runs if (m := optimized_metric(run)) is not None}
+        metrics = {m for run in sweep.runs if (m := run.optimized_metric) is not None}
         if len(metrics) != 1:
             continue
         best = None
@@ -63,4 +53,4 @@ def find_searches(sweeps: list[Sweep]) -> list[Search]:
     return searches
 
 
-__all__ = ["RESULTS_FILE", "Search", "find_searches", "optimized_metric"]
+__all__ = ["RESULTS_FILE", "Search", "find_searches"]

@@ -91,14 +91,14 @@ def write_report(paths: Sequence[Path], out: Path, conf_dir: Path, command: str,
     rows = match_rows(tables, runs)
     sweeps = find_sweeps(runs)
     searches = find_searches(sweeps)
-    sweeps = [s for s in sweeps if all(s is not search.sweep for search in searches)]
+    plain_sweeps = [s for s in sweeps if all(s is not search.sweep for search in searches)]
     notes = departures((run for r in rows for run in r.runs), conf_dir)
     lines = _header(command, runs, paths)
     lines += _tables_section(tables, rows, notes, dest)
     lines += _size_section(rows, dest)
     lines += _unmatched_section(unmatched_paper_runs(rows, runs))
     lines += _curves_section(tables, rows, runs, sweeps, dest)
-    lines += _sweeps_section(sweeps, dest)
+    lines += _sweeps_section(plain_sweeps, dest)
     lines += _searches_section(searches, dest)
     lines += _runs_section(runs)
     _write_rows_csv(rows, notes, dest.folder / "rows.csv")
@@ -174,11 +174,13 @@ def _wall(run: Run) -> float | None:
 
 # -- sections -----------------------------------------------------------------------------------
 def _header(command: str, runs: list[Run], paths: Sequence[Path]) -> list[str]:
-    with_paper = sum(1 for r in runs if r.paper)
+    with_paper = sum(1 for r in runs if r.paper and r.counts_for_its_row)
+    trials = sum(1 for r in runs if r.search_trial)
     return [
         "# Reproduction report", "",
         f"Written by `{command}` on {_dt.date.today().isoformat()} from {len(runs)} run"
-        f"{'s' if len(runs) != 1 else ''} ({with_paper} of a paper's table row) under "
+        f"{'s' if len(runs) != 1 else ''} ({with_paper} of a paper's table row"
+        f"{f'; {trials} trials of a search, never counted in a row' if trials else ''}) under "
         f"{', '.join(f'`{_path(p)}`' for p in paths)}.", "",
         "Ours is the mean ± sample standard deviation over the n runs of a row (seeds, "
         "SUN397's partitions), scored on a test set of the size given. Its 95 % interval "
