@@ -12,10 +12,15 @@ import io
 import pickle
 import struct
 import tarfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tiny_checksums import record_checksums
+
+if TYPE_CHECKING:
+    import torch
 
 # a few sizes that keep every test fast
 CIFAR_TRAIN_PER_BATCH = 8  # x 5 batches = 40 training images
@@ -151,8 +156,9 @@ def write_svhn(root: Path, seed: int = 3) -> dict[str, np.ndarray]:
 
 
 # -- JPEG trees ----------------------------------------------------------------------------------
-def jpeg_bytes(seed: int, size: tuple[int, int] | None = None) -> bytes:
-    """A small JPEG of a random colour field (sizes vary, as in real photos)."""
+def jpeg_bytes(seed: int, size: tuple[int, int] | None = None, subsampling: int = -1) -> bytes:
+    """A small JPEG of a random colour field (sizes vary, as in real photos); chroma at
+    PIL's default 4:2:0 unless ``subsampling`` says otherwise (0: 4:4:4, 2: 4:2:0)."""
     from PIL import Image
 
     r = rng(seed)
@@ -160,13 +166,32 @@ def jpeg_bytes(seed: int, size: tuple[int, int] | None = None) -> bytes:
     base = r.integers(0, 256, (max(h // 8, 1), max(w // 8, 1), 3), dtype=np.uint8)
     img = Image.fromarray(base).resize((w, h), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=90)
+    img.save(buf, format="JPEG", quality=90, subsampling=subsampling)
     return buf.getvalue()
 
 
-def image_bytes(seed: int, kind: str, size: tuple[int, int] = (64, 48)) -> bytes:
+PHOTOS = ("china.jpg", "flower.jpg")  # scikit-learn's two sample photos, 427x640
+
+
+def photo_jpeg(name: str = "china.jpg", quality: int = 95, subsampling: int = 2) -> bytes:
+    """One of scikit-learn's real photos (:data:`PHOTOS`, shipped with it: nothing is
+    downloaded or committed) encoded by PIL at ``quality`` with ``subsampling`` (2: 4:2:0,
+    as nearly every camera and ILSVRC's files; 0: 4:4:4). Where chroma upsampling matters
+    the tiny colour fields mislead: real photos have soft colour edges."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    buf = io.BytesIO()
+    Image.fromarray(load_sample_image(name)).save(buf, format="JPEG", quality=quality,
+                                                  subsampling=subsampling)
+    return buf.getvalue()
+
+
+def image_bytes(seed: int, kind: str, size: tuple[int, int] = (64, 48),
+                subsampling: int = -1) -> bytes:
     """A small image file of one of the kinds an image folder may hold besides plain
-    colour JPEGs: ``grey``, ``cmyk`` and ``progressive`` JPEGs, and ``png``."""
+    colour JPEGs: ``grey``, ``cmyk`` and ``progressive`` JPEGs (a colour one's chroma as
+    ``subsampling`` says: :func:`jpeg_bytes`), and ``png``."""
     from PIL import Image
 
     r = rng(seed)
@@ -178,7 +203,7 @@ def image_bytes(seed: int, kind: str, size: tuple[int, int] = (64, 48)) -> bytes
     elif kind == "cmyk":
         img.convert("CMYK").save(buf, format="JPEG", quality=90)
     elif kind == "progressive":
-        img.save(buf, format="JPEG", quality=90, progressive=True)
+        img.save(buf, format="JPEG", quality=90, progressive=True, subsampling=subsampling)
     elif kind == "png":
         img.save(buf, format="PNG")
     else:
@@ -186,9 +211,72 @@ def image_bytes(seed: int, kind: str, size: tuple[int, int] = (64, 48)) -> bytes
     return buf.getvalue()
 
 
-def write_jpeg(path: Path, seed: int) -> None:
+def difference(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """How two decoders' images differ, pooled over every pair of uint8 arrays (any layout,
+    0..255): the mean, 99th percentile and maximum of the per-value absolute difference,
+    the share of values that differ, and PSNR in dB (inf where identical). The measure of
+    scripts/measure_chroma.py (docs/data.md) and of the nvJPEG tests' tolerances."""
+    diff = np.concatenate([np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).ravel()
+                           for a, b in pairs])
+    mse = float(np.mean(diff.astype(np.float64) ** 2))
+    return {"mean": float(diff.mean()), "p99": float(np.percentile(diff, 99)),
+            "max": float(diff.max()), "differ": float(np.mean(diff > 0)),
+            "psnr": float("inf") if mse == 0 else float(10 * np.log10(255 ** 2 / mse))}
+
+
+def cuda_decode_model(files: list[bytes], size: tuple[int, int]) -> torch.Tensor:
+    """``decode_batch`` of these files as it runs on CUDA, modelled on the CPU: the
+    project's own path, with the two device kernels replaced by CPU stand-ins. nvJPEG
+    replicates 4:2:0 chroma: libjpeg-turbo's own replication (``do_fancy_upsampling``
+    off, through simplejpeg, not a project dependency: ImportError where it is absent);
+    nvJPEG's IDCT is not libjpeg-turbo's accurate one: its fast integer IDCT, its least
+    accurate, stands in; CUDA resizes in float32 passes (``float_pass``), not the CPU's
+    uint8 kernel. uint8 ``[B, 3, H, W]``, as ``decode_batch`` gives."""
+    from unittest import mock
+
+    import simplejpeg
+    import torch
+
+    from rcnnexp.data import decode
+
+    def decode_jpegs(data: list[torch.Tensor], device: object) -> list[torch.Tensor]:
+        return [torch.from_numpy(simplejpeg.decode_jpeg(
+            d.numpy().tobytes(), colorspace="RGB", fastdct=True, fastupsample=True)
+        ).permute(2, 0, 1) for d in data]
+
+    def interpolate(images: torch.Tensor, to: tuple[int, int]) -> torch.Tensor:
+        return images if tuple(images.shape[-2:]) == to else decode.float_pass(images, to)
+
+    payloads = [torch.frombuffer(bytearray(f), dtype=torch.uint8)
+                if decode.device_decodable(f) else
+                decode.load_image(io.BytesIO(f), size, draft=False) for f in files]
+    with mock.patch.object(decode, "_decode_jpegs", decode_jpegs), \
+            mock.patch.object(decode, "_interpolate", interpolate):
+        return decode.decode_batch(payloads, size, torch.device("cpu"))
+
+
+def nvjpeg_cases() -> dict[str, tuple[list[bytes], tuple[int, int]]]:
+    """What the nvJPEG tests (test_data_decode.py) decode, and to which size, by case.
+    ``photos``: scikit-learn's two real photos at quality 75 and 95, 4:2:0 as nearly every
+    photo is, warped to 256 as ILSVRC's are. ``tiny 4:4:4``: the loader tests' tiny colour
+    fields and each kind of file, encoded with full-resolution chroma, which nvJPEG and PIL
+    rebuild alike; ``tiny 4:2:0``: the same at PIL's default, where replicated chroma
+    moves the sharp colour-block edges of an 8x-enlarged colour field by several levels
+    (docs/data.md)."""
+
+    def tiny(subsampling: int) -> list[bytes]:
+        return [*(jpeg_bytes(s, subsampling=subsampling) for s in range(8)),
+                image_bytes(3, "grey"), image_bytes(4, "progressive", subsampling=subsampling),
+                image_bytes(5, "cmyk")]
+
+    size = (IMAGE_SIZE, IMAGE_SIZE)
+    return {"photos": ([photo_jpeg(n, q, 2) for n in PHOTOS for q in (75, 95)], (256, 256)),
+            "tiny 4:4:4": (tiny(0), size), "tiny 4:2:0": (tiny(-1), size)}
+
+
+def write_jpeg(path: Path, seed: int, subsampling: int = -1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(jpeg_bytes(seed))
+    path.write_bytes(jpeg_bytes(seed, subsampling=subsampling))
 
 
 WNIDS = ["n01440764", "n01443537", "n01484850"][:FOLDER_CLASSES]
@@ -276,8 +364,10 @@ def write_sun397(root: Path, per_class: int = 2) -> None:
 MIT_CLASSES = ["airport_inside", "bakery", "kitchen"]
 
 
-def write_mit_indoor(root: Path, train_per_class: int = 4, test_per_class: int = 1) -> None:
-    """``mit_indoor/Images/<class>/*.jpg`` with TrainImages.txt / TestImages.txt beside."""
+def write_mit_indoor(root: Path, train_per_class: int = 4, test_per_class: int = 1,
+                     subsampling: int = -1) -> None:
+    """``mit_indoor/Images/<class>/*.jpg`` with TrainImages.txt / TestImages.txt beside
+    (chroma subsampled as ``subsampling`` says: :func:`jpeg_bytes`)."""
     d = root / "mit_indoor"
     seed = 500
     lists: dict[str, list[str]] = {"TrainImages.txt": [], "TestImages.txt": []}
@@ -287,7 +377,7 @@ def write_mit_indoor(root: Path, train_per_class: int = 4, test_per_class: int =
             for _ in range(n):
                 seed += 1
                 name = f"{cls}/img_{seed}.jpg"
-                write_jpeg(d / "Images" / name, seed)
+                write_jpeg(d / "Images" / name, seed, subsampling)
                 lists[listing].append(name)
     for listing, names in lists.items():
         (d / listing).write_text("\r\n".join(names) + "\r\n")  # CRLF line ends load too
