@@ -12,7 +12,8 @@
   the device decoder refuses is retried with PIL in the main process, so every file PIL
   reads works.
 
-Both give the same image up to rounding: docs/data.md gives the measured difference.
+On a CPU both give the same image up to rounding; on CUDA nvJPEG also replicates 4:2:0
+chroma where PIL interpolates it: docs/data.md gives the measured differences.
 """
 
 from __future__ import annotations
