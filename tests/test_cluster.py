@@ -47,6 +47,7 @@ def test_a_sweep_through_the_submitit_launcher_runs_both_jobs_and_sums_them_up(
     assert list(sweep.glob("events.out.tfevents.*")), "the sweep's HPARAMS table is missing"
 
 
+@pytest.mark.slow  # 14 s; a local sweep's failed job is in make test (test_cli)
 def test_a_failed_job_of_a_submitit_sweep_is_named_and_fails_the_sweep(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli("train", "-m", LOCAL, "trainer.batch_size=128,100000", *QUICK[:3],

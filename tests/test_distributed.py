@@ -129,6 +129,7 @@ def test_a_rank_killed_with_sigkill_ends_the_job_and_the_run_resumes_to_the_same
     assert_same_run(uninterrupted, killed)
 
 
+@pytest.mark.slow  # 24 s; make test keeps the SIGKILL resume above
 def test_a_run_killed_after_a_step_checkpoint_between_log_steps_resumes_to_the_same_end(
         uninterrupted: Path, tmp_path: Path) -> None:
     """A checkpoint every 5 steps, logs every 2: an odd step's checkpoint holds the window
@@ -145,6 +146,7 @@ def test_a_run_killed_after_a_step_checkpoint_between_log_steps_resumes_to_the_s
     assert_same_run(uninterrupted, killed)
 
 
+@pytest.mark.slow  # 26 s; make test keeps the SIGKILL resume above
 def test_sigterm_stops_both_ranks_at_the_same_step_and_the_run_resumes_mid_epoch(
         uninterrupted: Path, tmp_path: Path) -> None:
     stopped = tmp_path / "stopped"

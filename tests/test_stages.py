@@ -82,7 +82,8 @@ def test_both_stages_show_in_tensorboard(two_stages: Path) -> None:
     assert "val/top1" in scalars(two_stages / "tune" / "tb")
 
 
-@pytest.mark.parametrize("stage_file", ["tune/checkpoints/last.pt", "checkpoints/last.pt"])
+@pytest.mark.parametrize("stage_file", [  # stage 2's kill (28 s) in make test-slow
+    "tune/checkpoints/last.pt", pytest.param("checkpoints/last.pt", marks=pytest.mark.slow)])
 def test_a_run_killed_in_either_stage_resumes_to_the_same_end(two_stages: Path, tmp_path: Path,
                                                               stage_file: str) -> None:
     run_dir = tmp_path / "run"
