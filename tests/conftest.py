@@ -403,6 +403,16 @@ def backends_restored() -> Iterator[None]:
     inductor.fallback_random = before[4]
 
 
+@pytest.fixture(scope="module")
+def quick_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``checkpoints/last.pt`` of RCNN-8 trained one epoch on the digits (QUICK: 8x8 grey
+    images, 10 classes), one run per test file that asks for it."""
+    run_dir = tmp_path_factory.mktemp("quick-checkpoint") / "run"
+    proc = run_cli("train", *QUICK, f"hydra.run.dir={run_dir}")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return run_dir / "checkpoints" / "last.pt"
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"

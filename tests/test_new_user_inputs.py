@@ -17,7 +17,6 @@ from conftest import (
     assert_one_line_error,
     in_process,
     read_csv,
-    run_cli,
     train_in_process,
     write_run_files,
 )
@@ -53,23 +52,14 @@ def test_an_empty_name_is_refused(run_dir: Path, capsys) -> None:
     assert not run_dir.exists()
 
 
-@pytest.fixture(scope="module")
-def digits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """RCNN-8 trained one epoch on the digits (8x8 grey images, 10 classes)."""
-    run_dir = tmp_path_factory.mktemp("digits") / "run"
-    proc = run_cli("train", *QUICK, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return run_dir / "checkpoints" / "last.pt"
-
-
 @pytest.mark.parametrize(("dataset", "shape"), [("mnist", "1x28x28 images, 10 classes"),
                                                 ("cifar100", "3x32x32 images, 100 classes")])
 def test_a_checkpoint_is_not_evaluated_on_data_of_another_shape(
-        dataset: str, shape: str, digits_checkpoint: Path, tmp_path: Path, capsys) -> None:
+        dataset: str, shape: str, quick_checkpoint: Path, tmp_path: Path, capsys) -> None:
     output = tmp_path / "eval.json"
-    proc = in_process(capsys, "eval", f"checkpoint={digits_checkpoint}", f"dataset={dataset}",
+    proc = in_process(capsys, "eval", f"checkpoint={quick_checkpoint}", f"dataset={dataset}",
                       f"dataset.root={tmp_path / 'none'}", f"output={output}")
-    assert_one_line_error(proc, f"checkpoint={digits_checkpoint}",
+    assert_one_line_error(proc, f"checkpoint={quick_checkpoint}",
                           "Digits data (1x8x8 images, 10 classes)", shape)
     assert not output.exists()
 
@@ -128,17 +118,17 @@ def test_a_missing_finetune_checkpoint_is_refused_before_the_run_directory_is_ma
 
 
 def test_a_part_the_model_lacks_is_refused_before_the_run_directory_is_made(
-        digits_checkpoint: Path, run_dir: Path, capsys) -> None:
-    proc = in_process(capsys, "train", *QUICK, f"finetune.checkpoint={digits_checkpoint}",
+        quick_checkpoint: Path, run_dir: Path, capsys) -> None:
+    proc = in_process(capsys, "train", *QUICK, f"finetune.checkpoint={quick_checkpoint}",
                       "finetune.trainable=[rnn]", f"hydra.run.dir={run_dir}")
     assert_one_line_error(proc, "finetune.trainable names ['rnn']")
     assert not run_dir.exists()
 
 
-def test_a_refused_eval_leaves_no_empty_eval_folder(digits_checkpoint: Path, capsys) -> None:
-    proc = in_process(capsys, "eval", f"checkpoint={digits_checkpoint}", "dataset.views=grid9")
+def test_a_refused_eval_leaves_no_empty_eval_folder(quick_checkpoint: Path, capsys) -> None:
+    proc = in_process(capsys, "eval", f"checkpoint={quick_checkpoint}", "dataset.views=grid9")
     assert_one_line_error(proc, "dataset.views=grid9")
-    assert not (digits_checkpoint.parent.parent / "eval").exists()
+    assert not (quick_checkpoint.parent.parent / "eval").exists()
 
 
 # -- arguments the command line does not take as they are --------------------------------------

@@ -52,14 +52,6 @@ BAD_OVERRIDES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run_dir = tmp_path_factory.mktemp("ckpt") / "run"
-    proc = run_cli("train", *QUICK, f"hydra.run.dir={run_dir}")
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    return run_dir / "checkpoints" / "last.pt"
-
-
 @pytest.mark.parametrize(("override", "needles"), BAD_OVERRIDES)
 def test_train_refuses_a_bad_override_in_one_line(override: str, needles: list[str],
                                                   run_dir: Path, capsys) -> None:
@@ -105,9 +97,9 @@ def test_the_installed_command_keeps_the_contract(run_dir: Path) -> None:
 
 @pytest.mark.parametrize(("override", "needles"), BAD_OVERRIDES[:5])
 def test_info_and_eval_word_a_bad_override_as_train_does(override: str, needles: list[str],
-                                                         checkpoint: Path, capsys) -> None:
+                                                         quick_checkpoint: Path, capsys) -> None:
     assert_one_line_error(in_process(capsys, "info", override), *needles)
-    assert_one_line_error(in_process(capsys, "eval", f"checkpoint={checkpoint}", override),
+    assert_one_line_error(in_process(capsys, "eval", f"checkpoint={quick_checkpoint}", override),
                           *needles)
 
 
@@ -171,10 +163,10 @@ def test_an_unwritable_run_directory_is_one_line(capsys) -> None:
 
 @pytest.mark.parametrize("output", ["/proc/rcnnexp-test/x.json", "{tmp}/a_file/x.json"])
 def test_eval_refuses_an_output_it_cannot_write_before_evaluating(
-        output: str, checkpoint: Path, tmp_path: Path, capsys) -> None:
+        output: str, quick_checkpoint: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "a_file").write_text("not a folder\n")
     output = output.format(tmp=tmp_path)
-    proc = in_process(capsys, "eval", f"checkpoint={checkpoint}", f"output={output}")
+    proc = in_process(capsys, "eval", f"checkpoint={quick_checkpoint}", f"output={output}")
     assert_one_line_error(proc, f"output={output}", "cannot write there")
     assert "top-1" not in proc.stdout  # refused before the evaluation, not after
 
@@ -199,8 +191,8 @@ def test_a_run_refused_for_missing_data_leaves_no_directory(run_dir: Path, tmp_p
         assert not run_dir.exists()
 
 
-def test_a_refused_resume_leaves_the_run_it_refused_as_it_was(checkpoint: Path) -> None:
-    run_dir = checkpoint.parent.parent
+def test_a_refused_resume_leaves_the_run_it_refused_as_it_was(quick_checkpoint: Path) -> None:
+    run_dir = quick_checkpoint.parent.parent
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     proc = run_cli("train", *QUICK, "model.K=12", "trainer.resume=auto",
                    f"hydra.run.dir={run_dir}")
