@@ -11,16 +11,15 @@ A run departs from its row's protocol when
   check's :data:`~rcnnexp.engine.resume.RUN_DESCRIPTION`: device, workers, progress,
   compile, ...) are left out, keys the schemas gained since the run count as their defaults
   (what the run ran with), and ``auto`` settings compare as they resolve on the run's device;
-* or that cannot be checked: its stored config (``.hydra/config.yaml``) is missing or
-  unreadable, or its preset no longer composes with its command line (a preset renamed or
-  removed); the report says so rather than failing.
+* or that cannot be checked: its stored config (``.hydra/config.yaml``,
+  :attr:`Run.stored_config`) is missing or unreadable, or its preset no longer composes with
+  its command line (a preset renamed or removed); the report says so rather than failing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -50,19 +49,6 @@ def departures(runs: Iterable[Run], conf_dir: Path) -> dict[Path, list[str]]:
     return out
 
 
-def stored_config(run: Run) -> dict[str, Any] | str:
-    """The config the run ran with (``.hydra/config.yaml``, interpolations unresolved, as
-    Hydra wrote it), or why it cannot be read."""
-    path = run.directory / ".hydra" / "config.yaml"
-    if not path.is_file():
-        return f"no {path.relative_to(run.directory)}"
-    try:
-        plain = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    except Exception as err:  # a damaged file: named as the reason, never a crash
-        return f"{path.relative_to(run.directory)} unreadable ({type(err).__name__})"
-    return plain if isinstance(plain, dict) else f"{path} holds no mapping"
-
-
 def arithmetic(run: Run) -> list[str]:
     """The run's arithmetic where it is not the papers' fp32: results.json's resolved
     ``precision``, and TF32 (results.json's ``tf32``; for a run written before it was
@@ -75,7 +61,7 @@ def arithmetic(run: Run) -> list[str]:
                 f"; the papers trained in {PAPERS_PRECISION}"]
     tf32 = r.get("tf32")
     if tf32 is None and device.startswith("cuda"):
-        stored = stored_config(run)
+        stored = run.stored_config
         trainer = stored.get("trainer", {}) if isinstance(stored, dict) else {}
         tf32 = bool(trainer.get("tf32", True))
     if tf32:
@@ -96,7 +82,7 @@ def preset_drift(run: Run) -> list[str]:
 
     what = f"experiment={run.results['experiment']}" if run.results.get(
         "experiment") else "the default config"
-    stored = stored_config(run)
+    stored = run.stored_config
     if isinstance(stored, str):
         return [f"{stored}: not compared with {what} as it composes today"]
     overrides = [str(o) for o in run.results.get("overrides", [])
@@ -130,4 +116,4 @@ def _describes_the_run(key: str) -> bool:
     return any(key == k or key.startswith(f"{k}.") for k in RUN_DESCRIPTION)
 
 
-__all__ = ["PAPERS_PRECISION", "arithmetic", "departures", "preset_drift", "stored_config"]
+__all__ = ["PAPERS_PRECISION", "arithmetic", "departures", "preset_drift"]

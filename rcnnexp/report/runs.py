@@ -9,6 +9,7 @@ first stage, whose curves the report also draws.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -70,15 +71,25 @@ class Run:
             return None
         return OFFICIAL_TEST_IMAGES.get(str(self.results.get("dataset")))
 
+    @functools.cached_property
+    def stored_config(self) -> dict[str, Any] | str:
+        """The config the run ran with (``.hydra/config.yaml``, interpolations unresolved, as
+        Hydra wrote it), or why it cannot be read; read once, for the † and the searches."""
+        path = self.directory / ".hydra" / "config.yaml"
+        if not path.is_file():
+            return f"no {path.relative_to(self.directory)}"
+        try:
+            plain = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        except Exception as err:  # a damaged file: named as the reason, never a crash
+            return f"{path.relative_to(self.directory)} unreadable ({type(err).__name__})"
+        return plain if isinstance(plain, dict) else f"{path} holds no mapping"
+
     @property
     def optimized_metric(self) -> str | None:
-        """The ``optimized_metric`` the run was composed with (its ``.hydra/config.yaml``):
-        set, the run is a search's trial (conf/search), shortened and never tested."""
-        try:
-            value = OmegaConf.load(self.directory / ".hydra" / "config.yaml").get(
-                "optimized_metric")
-        except (OSError, ValueError):
-            return None
+        """The ``optimized_metric`` the run was composed with (its stored config): set, the
+        run is a search's trial (conf/search), shortened and never tested."""
+        stored = self.stored_config
+        value = stored.get("optimized_metric") if isinstance(stored, dict) else None
         return None if value is None else str(value)
 
     @property
@@ -118,9 +129,11 @@ def read_history(path: Path) -> list[dict[str, float]]:
     return rows
 
 
+# hydra-optuna-sweeper's record of a search's best trial, in its folder when the search ends
+OPTUNA_RESULTS = "optimization_results.yaml"
 # what a sweep folder holds: Hydra's basic sweeper's record of the sweep, or (a search, with
 # Hydra's Optuna sweeper) the best trial, written when the search ends
-SWEEP_MARKERS = ("multirun.yaml", "optimization_results.yaml")
+SWEEP_MARKERS = ("multirun.yaml", OPTUNA_RESULTS)
 
 
 class NotARun(Exception):
@@ -180,4 +193,4 @@ def find_runs(paths: list[Path], warn: Callable[[str], None] | None = None) -> l
     return [run for run in seen.values() if run is not None]
 
 
-__all__ = ["NotARun", "Run", "find_runs", "load_run", "read_history"]
+__all__ = ["OPTUNA_RESULTS", "NotARun", "Run", "find_runs", "load_run", "read_history"]

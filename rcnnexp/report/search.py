@@ -2,29 +2,24 @@
 values against the number its sweeper maximised, the best trial, and figures.
 
 A search is a sweep whose jobs returned one number to an Optuna sweeper (the config's
-``optimized_metric``, a validation metric). The sweeper writes the best trial to
-``<sweep dir>/optimization_results.yaml`` when it ends; a search still running (or stopped)
-has no such file, and its best trial is then taken from the trials' own results.
+``optimized_metric``, a validation metric). The sweeper writes its best trial to
+``<sweep dir>/optimization_results.yaml`` when it ends, so that file says whether the search
+ended; the best trial shown is taken from the trials' own results either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from omegaconf import OmegaConf
 
 from rcnnexp.report.aggregate import Sweep
-from rcnnexp.report.runs import Run
-
-RESULTS_FILE = "optimization_results.yaml"  # hydra-optuna-sweeper's, in the sweep folder
+from rcnnexp.report.runs import OPTUNA_RESULTS, Run
 
 
 @dataclass
 class Search:
     sweep: Sweep
     metric: str  # the results.json key the sweeper maximised
-    sweeper_best: dict[str, Any] | None  # the sweeper's best_params and best_value, when ended
+    ended: bool  # the sweeper recorded its best trial (OPTUNA_RESULTS)
 
     def ranked(self) -> list[Run]:
         """The trials, best first; those without the metric (failed, stopped) last."""
@@ -44,13 +39,8 @@ def find_searches(sweeps: list[Sweep]) -> list[Search]:
         metrics = {m for run in sweep.runs if (m := run.optimized_metric) is not None}
         if len(metrics) != 1:
             continue
-        best = None
-        results = sweep.directory / RESULTS_FILE
-        if results.is_file():
-            loaded = OmegaConf.to_container(OmegaConf.load(results))
-            best = loaded if isinstance(loaded, dict) else None
-        searches.append(Search(sweep, metrics.pop(), best))
+        searches.append(Search(sweep, metrics.pop(), (sweep.directory / OPTUNA_RESULTS).is_file()))
     return searches
 
 
-__all__ = ["RESULTS_FILE", "Search", "find_searches"]
+__all__ = ["Search", "find_searches"]

@@ -328,7 +328,7 @@ def _searches_section(searches: list[Search], dest: Destination) -> list[str]:
     lines = ["## Searches", ""]
     for n, search in enumerate(searches):
         sweep, keys, best = search.sweep, search.sweep.keys, search.best
-        done = "ended" if search.sweeper_best is not None else "not ended (no " \
+        done = "ended" if search.ended else "not ended (no " \
             "optimization_results.yaml: running, or stopped)"
         lines += [f"### `{_path(sweep.directory)}`", "",
                   f"{len(sweep.runs)} trials, {done}; maximised: `{search.metric}`; searched: "
