@@ -352,8 +352,19 @@ SMALL_RUN = ("model.K=8", "model.T=1", "trainer.batch_size=32", "trainer.progres
 
 def train_in_process(run_dir: Path, *overrides: str) -> None:
     """``rcnnexp train SMALL_RUN OVERRIDES`` in this process, where a test's patch of the
-    engine (a clock, a signal sent from a step) reaches it."""
+    engine (a clock, a signal sent from a step) reaches it.
+
+    A run that resumes one started in this process waits for the next wall-clock second
+    first: an event file is named by the second it opens in and then by a counter of this
+    process, and TensorBoard reads a folder's files in name order, so a second file opened in
+    the same second as the tenth (``...27204.10`` before ``...27204.9``) would be read first
+    and its steps purged as out of order. A resume in a new process (the only kind a user
+    makes) never shares the first one's second and counter."""
+    if (run_dir / "tb").exists():
+        time.sleep(1.0 - time.time() % 1.0)
     train(compose_config([*SMALL_RUN, *overrides]), RunContext(run_dir=run_dir))
+
+
 # AlexNet's and C-RNN's layers narrowed to 8 channels (fc6-7: 16 units): seconds on a CPU
 TINY_ALEXNET = ("model.channels=[8,8,8,8,8]", "model.fc=16")
 TINY_CRNN = (*TINY_ALEXNET, "model.hidden=8")
