@@ -187,10 +187,69 @@ def train_command(args: list[str]) -> None:
         check_composes(args, multirun)
         if multirun:
             check_slurm_is_here(args)
+            check_sweep_folder(args)
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
-    app()
+    with sweep_interrupts_continue(multirun):
+        app()
+
+
+@contextlib.contextmanager
+def sweep_interrupts_continue(multirun: bool) -> Iterator[None]:
+    """Ctrl-C or SIGTERM to a sweep between its jobs' training (a job setting up, the
+    submitit launcher waiting for its jobs): one line with the command that continues the
+    whole sweep, where it has begun (its folder's record, multirun.yaml, is written);
+    otherwise, and for a single run, :func:`signals_end_the_command`'s line."""
+    from rcnnexp.sweep_resume import quoted
+
+    try:
+        yield
+    except (KeyboardInterrupt, Terminated) as err:
+        command = sweep_continuation() if multirun else None
+        if command is None:
+            raise
+        signum = signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM
+        name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
+        _fail(f"interrupted by {name}: the sweep stopped before it finished; continue with: "
+              f"{quoted(command)}", 128 + signum)
+
+
+def sweep_continuation() -> list[str] | None:
+    """The command that continues the sweep this process runs (None: no sweep has begun)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from rcnnexp.sweep_resume import continue_command
+
+    if not HydraConfig.initialized():
+        return None
+    return continue_command(HydraConfig.instance().cfg)
+
+
+def check_sweep_folder(args: list[str]) -> None:
+    """Refuse, before anything is written, a sweep whose folder holds another sweep, or this
+    one without trainer.resume=auto (:func:`rcnnexp.sweep_resume.refusal`)."""
+    from rcnnexp.sweep_resume import refusal
+
+    found = sweep_folder_jobs(sweep_jobs(command_overrides(args), multirun=True))
+    if found is not None:
+        refused = refusal(found[1], found[0])
+        if refused is not None:
+            _fail(refused)
+
+
+def sweep_folder_jobs(jobs: list[list[str]]) -> tuple[Path, list[Any]] | None:
+    """The sweep's folder and each of its jobs as that folder finds it
+    (:class:`rcnnexp.sweep_resume.Job`), where the folder exists and the sweep's sweeper
+    continues sweeps (not a search's); None otherwise."""
+    from rcnnexp.sweep_resume import RESUMING_SWEEPER, read_job
+
+    first = compose(jobs[0], hydra_node=True)
+    sweep_dir = Path(str(first.hydra.sweep.dir)).absolute()
+    if first.hydra.sweeper.get("_target_") != RESUMING_SWEEPER or not sweep_dir.is_dir():
+        return None
+    return sweep_dir, [read_job(first if num == 0 else compose(job, hydra_node=True), num)
+                       for num, job in enumerate(jobs)]
 
 
 # flags after which Hydra does not compose conf/config.yaml as `train` does (its help, its
@@ -250,13 +309,17 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
     from rcnnexp.engine.progress import log_to_files
     from rcnnexp.engine.run import RunContext, train
     from rcnnexp.sweep import failed_job
+    from rcnnexp.sweep_resume import continue_command
 
     hc = HydraConfig.get()
     sweeping = hc.mode == RunMode.MULTIRUN
     run_dir = Path(hc.runtime.output_dir)
     ctx = RunContext(run_dir=run_dir, overrides=list(hc.overrides.task),
                      choices={k: v for k, v in hc.runtime.choices.items()
-                              if not k.startswith("hydra") and v is not None})
+                              if not k.startswith("hydra") and v is not None},
+                     # an interrupted job of a sweep is continued with the rest of the sweep
+                     continue_command=(continue_command(HydraConfig.instance().cfg)
+                                       if sweeping else None))
     log.info("run directory: %s", run_dir)
     if not sweeping:  # a sweep names its own directory once, at its end
         log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
@@ -501,6 +564,8 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    from rcnnexp.sweep_resume import RESUMING_SWEEPER
+
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(overrides)
@@ -511,7 +576,8 @@ def sweep_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
         params = sweeper.params or {}
         everything = parser.parse_overrides([*(f"{k}={v}" for k, v in params.items()),
                                              *overrides])
-        if sweeper._target_ != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+        if sweeper._target_ not in (RESUMING_SWEEPER,
+                                    f"{BasicSweeper.__module__}.{BasicSweeper.__name__}"):
             return search_space_ends(everything)
         [jobs] = BasicSweeper.split_arguments(everything, None)
     except HydraException as err:
@@ -544,30 +610,47 @@ def search_space_ends(overrides: Sequence[Any]) -> list[list[str]]:
 
 
 def list_jobs(args: list[str], multirun: bool) -> None:
-    """``--dry-run``: one line per job (its overrides, and its config's validity), or with
-    ``--cfg job`` each job's composed config; nothing runs and nothing is written."""
+    """``--dry-run``: one line per job (its overrides; its config's validity, its dataset's
+    files missing on disk, and what its sweep folder holds of it), or with ``--cfg job``
+    each job's composed config; nothing runs, nothing is downloaded or written, and what a
+    real run would refuse ends it with exit 2."""
     from omegaconf import OmegaConf
 
     from rcnnexp.config import validate
+    from rcnnexp.engine.run import missing_data
+    from rcnnexp.sweep_resume import refusal, status_note
 
     show_config = _cfg_job(args)
     overrides = command_overrides(args)
     jobs = sweep_jobs(overrides, multirun)
-    invalid = 0
+    found = sweep_folder_jobs(jobs) if multirun else None
+    invalid = lacking = 0
     for num, job in enumerate(jobs):
         cfg = compose(job)
+        notes = []
         try:
             validate(cfg)
-            status = ""
+            lacks = missing_data(cfg)
         except UserError as err:
             invalid += 1
-            status = f"  -> invalid: {err}"
-        print(f"#{num} {' '.join(job)}{status}")
+            notes.append(f"invalid: {err}")
+        else:
+            if lacks is not None:
+                lacking += 1
+                notes.append(f"lacks data: {lacks}")
+        if found is not None and (note := status_note(found[1][num])):
+            notes.append(note)
+        print(f"#{num} {' '.join(job)}" + "".join(f"  -> {n}" for n in notes))
         if show_config:
             print(OmegaConf.to_yaml(cfg))
+    counts = [f"{invalid} invalid" if invalid else "",
+              f"{lacking} lacking data" if lacking else ""]
     print(f"{len(jobs)} job{'s' if len(jobs) != 1 else ''}"
-          + (f", {invalid} invalid" if invalid else "") + " (dry run: nothing was run)")
-    if invalid:
+          + "".join(f", {c}" for c in counts if c) + " (dry run: nothing was run)")
+    refused = None if found is None else refusal(found[1], found[0])
+    if refused is not None:
+        print(f"error: {refused}", file=sys.stderr)
+    if invalid or refused is not None:
         sys.exit(2)
 
 

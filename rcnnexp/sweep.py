@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,29 @@ from rcnnexp.errors import UserError, unwritable_reason
 log = logging.getLogger("rcnnexp")
 FAILED = "failed"  # the key of a failed job's return value: its one-line message
 RECORDS = ".jobs"  # <sweep dir>/.jobs/<job number>.json: each job's record, for the summary
+SKIPPED = "skipped"  # a record's mark of a job that had finished before the sweep was rerun
+
+
+def job_record(num: int, overrides: Sequence[str], failed: str | None, cfg: DictConfig,
+               choices: Mapping[str, Any]) -> dict[str, Any]:
+    """What the sweep's summary and HPARAMS table know of a job: its number and overrides,
+    its failure (None: it finished), and its hyper-parameters (``cfg``: the job's config,
+    Hydra's node aside; ``choices``: Hydra's ``runtime.choices``)."""
+    from rcnnexp.config import to_plain
+    from rcnnexp.engine.hparams import hparams_of
+
+    return {"num": num, "overrides": " ".join(overrides), "failed": failed,
+            "hparams": hparams_of(to_plain(cfg), dict(choices))}
+
+
+def write_record(sweep_dir: Path, record: dict[str, Any]) -> None:
+    """Keep a job's record in the sweep's folder (:data:`RECORDS`), whole or not at all."""
+    folder = sweep_dir / RECORDS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{record['num']}.json"
+    partial = path.with_suffix(".json.partial")  # whole or absent, as the summary reads it
+    partial.write_text(json.dumps(record))
+    partial.replace(path)
 
 
 def failed_job(err: Exception, run_dir: Path) -> dict[str, str]:
@@ -62,8 +86,9 @@ class SweepReport(Callback):
     """
 
     def on_multirun_start(self, config: DictConfig, **_: Any) -> None:
-        """A sweep run again in its folder (hydra.sweep.dir=...) runs every job again: the
-        earlier run's records go, so that the summary is this run's. A sweeper that keeps no
+        """A sweep run again in its folder (hydra.sweep.dir=...) starts its records afresh,
+        so that the summary is this run's jobs' (the jobs a rerun skips as finished get
+        theirs again from rcnnexp's sweeper: rcnnexp.sweep_resume). A sweeper that keeps no
         record of the sweep (Optuna's, for conf/search) gets Hydra's ``multirun.yaml`` here,
         which marks the folder as a sweep for ``rcnnexp report`` while it runs."""
         from omegaconf import OmegaConf
@@ -87,24 +112,12 @@ class SweepReport(Callback):
         # a job of several tasks (SLURM, one per GPU) ends in each: rank 0 speaks for it
         if config.hydra.mode != RunMode.MULTIRUN or int(os.environ.get("RANK", "0")) != 0:
             return
-        from rcnnexp.config import to_plain
-        from rcnnexp.engine.hparams import hparams_of
-
         # a sweep job returns its failure (failed_job) rather than raising it
         value = job_return.return_value if job_return.status == JobStatus.COMPLETED else None
-        record = {
-            "num": int(config.hydra.job.num),
-            "overrides": " ".join(job_return.overrides or []),
-            "failed": value[FAILED] if isinstance(value, dict) and FAILED in value else None,
-            "hparams": hparams_of(to_plain(job_return.cfg),
-                                  dict(job_return.hydra_cfg.hydra.runtime.choices)),
-        }
-        folder = Path(str(config.hydra.sweep.dir)) / RECORDS
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{record['num']}.json"
-        partial = path.with_suffix(".json.partial")  # whole or absent, as the summary reads it
-        partial.write_text(json.dumps(record))
-        partial.replace(path)
+        failed = value[FAILED] if isinstance(value, dict) and FAILED in value else None
+        write_record(Path(str(config.hydra.sweep.dir)), job_record(
+            int(config.hydra.job.num), job_return.overrides or [], failed, job_return.cfg,
+            job_return.hydra_cfg.hydra.runtime.choices))
 
     def on_multirun_end(self, config: DictConfig, **_: Any) -> None:
         from rcnnexp.engine.hparams import write_sweep_hparams
@@ -118,7 +131,10 @@ class SweepReport(Callback):
         # printed, not logged: the jobs' logging is gone, and Hydra's own would prefix it
         tensorboard = f"TensorBoard:   tensorboard --logdir {sweep_dir}"
         if not failed:
-            print(f"sweep done: {len(records)} jobs, all finished ({sweep_dir})\n{tensorboard}")
+            earlier = sum(bool(r.get(SKIPPED)) for r in records)
+            before = f", {earlier} of them before this run" if earlier else ""
+            print(f"sweep done: {len(records)} jobs, all finished{before} ({sweep_dir})\n"
+                  f"{tensorboard}")
             return
         lines = [f"  #{r['num']} ({r['overrides']}): {r['failed']}" for r in failed]
         print(tensorboard)

@@ -48,6 +48,13 @@ class DataModule(ABC):
         all training images); statistics such as the mean image are then those of both."""
 
     @abstractmethod
+    def missing(self) -> str | None:
+        """What of this dataset's files is not on disk, as a phrase naming the folder looked
+        in and what it lacks (and whether :meth:`setup` would download it); None when
+        nothing is missing, or nothing is read from disk. It only looks: nothing is read,
+        fetched or written (a sweep's dry run asks it of every job)."""
+
+    @abstractmethod
     def num_examples(self, split: str) -> int: ...
 
     def num_train_batches(self, batch_size: int, world_size: int = 1) -> int:

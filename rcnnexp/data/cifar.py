@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torchvision
 
-from rcnnexp.data.files import ensure_files, reading
+from rcnnexp.data.files import absent, ensure_files, reading
 from rcnnexp.data.tensor import TensorDataModule, stratified_split
 from rcnnexp.errors import DataError
 
@@ -45,6 +45,15 @@ class CIFAR10(TensorDataModule):
         tv = self.torchvision_class
         return f"{tv.filename} from {tv.url} (extract it in dataset.root)"
 
+    @property
+    def files(self) -> list[str]:
+        """The files it reads in :attr:`folder` (torchvision's lists of them)."""
+        tv = self.torchvision_class
+        return [f for f, _ in tv.train_list + tv.test_list]
+
+    def missing(self) -> str | None:
+        return absent(self.folder, self.files, self.download)
+
     def cache_dir(self) -> Path | None:
         return self.folder
 
@@ -58,8 +67,8 @@ class CIFAR10(TensorDataModule):
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         tv = self.torchvision_class
-        files = [f for f, _ in tv.train_list + tv.test_list]
-        ensure_files(self.title, self.folder, files, self.download, self.fetch, self.source)
+        ensure_files(self.title, self.folder, self.files, self.download, self.fetch,
+                     self.source)
         loaded = {}
         with reading(self.title, self.folder, self.source):
             for split, train in (("train", True), ("test", False)):

@@ -29,6 +29,9 @@ class Digits(TensorDataModule):
         self.stored_size = (image_size, image_size)
         super().__init__(root=root, download=download, **transforms)
 
+    def missing(self) -> None:
+        return None  # bundled with scikit-learn: nothing is read from dataset.root
+
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 

@@ -53,6 +53,23 @@ def ensure_files(name: str, folder: Path, files: Sequence[str], download: bool,
                     "at a folder that holds it")
 
 
+def absent(folder: Path, files: Sequence[str], download: bool) -> str | None:
+    """:meth:`DataModule.missing <rcnnexp.data.base.DataModule.missing>` for a dataset that
+    needs ``files`` in ``folder`` and fetches them when ``download`` (None: all there)."""
+    try:
+        missing = missing_files(folder, files)
+    except PermissionError as err:
+        return f"{folder} cannot be read ({err.strerror or 'permission denied'})"
+    if not missing:
+        return None
+    return f"{folder} ({describe_missing(missing)}{fetch_note(download)})"
+
+
+def fetch_note(download: bool) -> str:
+    """What a dry run adds to missing files that the run would download."""
+    return "; the job downloads it (dataset.download=true)" if download else ""
+
+
 def describe_missing(missing: Sequence[str]) -> str:
     shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
     return f"no {shown}"

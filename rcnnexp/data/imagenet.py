@@ -37,18 +37,33 @@ class ImageNet(FolderDataModule):
     def folder(self) -> Path:
         return Path(self.root) / "imagenet"
 
+    def unextracted(self) -> tuple[list[str], list[str]]:
+        """The class-folder trees (train, val) not there yet, and the archives missing to
+        extract them from (the devkit's too, which labels val/)."""
+        from torchvision.datasets import imagenet as tv
+
+        d = self.folder
+        todo = [s for s in ("train", "val") if not (d / s).is_dir()]
+        needed = [ARCHIVES[s] for s in todo]
+        if todo and not (d / tv.META_FILE).is_file():
+            needed.append(ARCHIVES["devkit"])
+        return todo, [a for a in needed if not (d / a).is_file()]
+
+    def missing(self) -> str | None:
+        todo, missing = self.unextracted()
+        if not missing:  # the trees, or the archives to extract them from on first use
+            return None
+        return (f"{self.folder} (no {' or '.join(f'{s}/' for s in todo)} class folders, and "
+                f"{describe_missing(missing)} to extract them from; never downloaded)")
+
     def extract(self) -> None:
         """Extract the official archives into train/ and val/ where those are missing."""
         from torchvision.datasets import imagenet as tv
 
         d = self.folder
-        todo = [s for s in ("train", "val") if not (d / s).is_dir()]
+        todo, missing = self.unextracted()
         if not todo:
             return
-        needed = [ARCHIVES[s] for s in todo]
-        if not (d / tv.META_FILE).is_file():
-            needed.append(ARCHIVES["devkit"])
-        missing = [a for a in needed if not (d / a).is_file()]
         if missing:
             raise DataError(
                 f"{self.title} not found in {d} (under dataset.root): no "

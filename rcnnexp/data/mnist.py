@@ -13,7 +13,7 @@ from typing import Any
 import torch
 import torchvision
 
-from rcnnexp.data.files import ensure_files, reading
+from rcnnexp.data.files import absent, ensure_files, reading
 from rcnnexp.data.tensor import TensorDataModule, stratified_split
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
@@ -43,6 +43,9 @@ class MNIST(TensorDataModule):
         mirror = torchvision.datasets.MNIST.mirrors[0]
         return (f"the four IDX files (gzipped from {mirror}, then gunzip them) in "
                 "<root>/MNIST/raw")
+
+    def missing(self) -> str | None:
+        return absent(self.folder, FILES, self.download)
 
     def cache_dir(self) -> Path | None:
         return self.folder.parent

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rcnnexp.data.files import ensure_files, one_line, reading
+from rcnnexp.data.files import absent, ensure_files, fetch_note, one_line, reading
 from rcnnexp.data.folder import FolderDataModule, check_listed
 from rcnnexp.errors import DataError
 
@@ -49,6 +49,16 @@ class SUN397(FolderDataModule):
                 return cand
         return None
 
+    def partition_files(self) -> list[str]:
+        """The partition's official lists: its training images, then its test images."""
+        return [f"Training_{self.partition:02d}.txt", f"Testing_{self.partition:02d}.txt"]
+
+    def missing(self) -> str | None:
+        images = absent(self.folder, ["ClassName.txt"], self.download)
+        if images is not None or self.partition_dir() is not None:
+            return images
+        return absent(self.folder / "Partitions", self.partition_files(), self.download)
+
     def find_samples(self) -> dict[str, list[tuple[str, int]]]:
         from torchvision.datasets import SUN397 as TV
         from torchvision.datasets.utils import download_and_extract_archive
@@ -58,8 +68,7 @@ class SUN397(FolderDataModule):
         ensure_files(self.title, d, ["ClassName.txt"], self.download,
                      lambda: download_and_extract_archive(TV._DATASET_URL, self.root,
                                                           md5=TV._DATASET_MD5), images_src)
-        train_name = f"Training_{self.partition:02d}.txt"
-        test_name = f"Testing_{self.partition:02d}.txt"
+        train_name, test_name = self.partition_files()
         if self.partition_dir() is None:
             ensure_files(self.title, d / "Partitions", [train_name, test_name], self.download,
                          lambda: download_and_extract_archive(self.PARTITIONS_URL,
@@ -109,6 +118,12 @@ class MITIndoor(FolderDataModule):
             if cand.is_dir():
                 return cand
         return None
+
+    def missing(self) -> str | None:
+        lists = absent(self.folder, list(self.LIST_URLS), self.download)
+        if lists is not None or self.images_dir() is not None:
+            return lists
+        return f"{self.folder} (no Images/ folder{fetch_note(self.download)})"
 
     def find_samples(self) -> dict[str, list[tuple[str, int]]]:
         from torchvision.datasets.utils import download_and_extract_archive, download_url

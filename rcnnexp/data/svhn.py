@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torchvision
 
-from rcnnexp.data.files import ensure_files, reading
+from rcnnexp.data.files import absent, ensure_files, reading
 from rcnnexp.data.tensor import TensorDataModule, per_class_split
 from rcnnexp.errors import DataError
 
@@ -49,6 +49,17 @@ class SVHN(TensorDataModule):
         urls = [self.torchvision_class.split_list[p][0] for p in parts]
         return f"{', '.join(urls)} (into <root>/svhn)"
 
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The official files it reads: train and test, and extra where it trains on it."""
+        return ("train", "test", "extra") if self.extra else ("train", "test")
+
+    def files(self, parts: tuple[str, ...]) -> list[str]:
+        return [self.torchvision_class.split_list[p][1] for p in parts]
+
+    def missing(self) -> str | None:
+        return absent(self.folder, self.files(self.parts), self.download)
+
     def cache_dir(self) -> Path | None:
         return self.folder
 
@@ -57,9 +68,9 @@ class SVHN(TensorDataModule):
                 f"{self.val_per_class_extra}:{self.split_seed}")
 
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        parts = ("train", "test", "extra") if self.extra else ("train", "test")
+        parts = self.parts
         split_list = self.torchvision_class.split_list
-        files = [split_list[p][1] for p in parts]
+        files = self.files(parts)
 
         def fetch() -> None:
             for p in parts:

@@ -142,12 +142,16 @@ def experiment(jobs: Sequence[Mapping[str, HParam]]) -> Any:
 
 def write_sweep_hparams(sweep_dir: Path, jobs: Sequence[Mapping[str, HParam]]) -> None:
     """Write the sweep's experiment (:func:`experiment`) into ``sweep_dir`` itself, the
-    directory ``tensorboard --logdir`` is pointed at."""
+    directory ``tensorboard --logdir`` is pointed at, in place of the one an earlier run of
+    the sweep wrote there (a sweep continued in its folder: one table of all its jobs)."""
     from torch.utils.tensorboard.writer import FileWriter
 
+    earlier = list(sweep_dir.glob("events.out.tfevents.*"))
     writer = FileWriter(str(sweep_dir))
     writer.add_summary(experiment(jobs))
     writer.close()
+    for path in earlier:
+        path.unlink(missing_ok=True)
 
 
 def _summary(kind: str, data: Any) -> Any:

@@ -17,13 +17,14 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from rcnnexp.config import with_new_keys
 from rcnnexp.config.trainer import resolved_settings
 from rcnnexp.engine.checkpoint import TRAINING_KEYS, config_differences, load_checkpoint
-from rcnnexp.engine.stages import Stage
+from rcnnexp.engine.stages import Stage, plan_stages
 from rcnnexp.errors import CheckpointError, ConfigError
 
 # config keys that change nothing a run computes: how it is watched and saved, where it runs
@@ -52,6 +53,31 @@ class ResumePoint:
 def holds_a_run(stage: Stage) -> bool:
     return ((stage.directory / "checkpoints" / "last.pt").exists()
             or (stage.directory / "results.json").exists())
+
+
+class RunStatus(Enum):
+    """How far the run in a directory got, as a sweep run again in its folder asks of each
+    job's (:func:`run_status`)."""
+
+    NEW = "new"  # nothing to continue: no checkpoint, no results
+    STARTED = "started"  # a stage's checkpoint or stage 1's results, no run results yet
+    FINISHED = "finished"  # the run's results.json, written whole at its end
+
+
+def run_status(run_dir: Path, retrain: bool) -> RunStatus:
+    """Whether the run in ``run_dir`` finished, started (``trainer.resume=auto`` continues
+    it) or holds nothing to continue. Its results.json is the last stage's, renamed into
+    place whole once the run ended: one that reads as a JSON object is a finished run's; a
+    damaged one is not, and the run is resumed (or, with no checkpoint, started over)."""
+    try:
+        finished = isinstance(json.loads((run_dir / "results.json").read_text()), dict)
+    except (OSError, ValueError):
+        finished = False
+    if finished:
+        return RunStatus.FINISHED
+    if any(holds_a_run(s) for s in plan_stages(run_dir, retrain)):
+        return RunStatus.STARTED
+    return RunStatus.NEW
 
 
 def already_holds_a_run(run_dir: Path) -> ConfigError:
@@ -138,14 +164,19 @@ def check_same_run(ckpt: dict[str, Any], plain: dict[str, Any], source: Path, *,
 
 
 def resume_hint(overrides: list[str], run_dir: Path, resumable: bool,
-                launcher: Sequence[str] = ()) -> str:
+                launcher: Sequence[str] = (), command: Sequence[str] | None = None) -> str:
     """The command that continues an interrupted run (shell-quoted), or why there is none;
-    ``launcher``: the words that started ``rcnnexp`` (torchrun's), which start it again."""
-    if not resumable:
-        return "nothing was saved, nothing to resume"
-    args = [o for o in overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
-    command = [*launcher, "rcnnexp", "train", *args, "trainer.resume=auto",
-               f"hydra.run.dir={run_dir}"]
+    ``launcher``: the words that started ``rcnnexp`` (torchrun's), which start it again.
+
+    ``command``: the run's continuation when it is not the run alone: a sweep's job is
+    continued by its sweep's command, which also runs the jobs after it (and starts this
+    one over when it saved nothing)."""
+    if command is None:
+        if not resumable:
+            return "nothing was saved, nothing to resume"
+        args = [o for o in overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
+        command = [*launcher, "rcnnexp", "train", *args, "trainer.resume=auto",
+                   f"hydra.run.dir={run_dir}"]
     return "continue with: " + " ".join(shlex.quote(a) for a in command)
 
 
@@ -222,6 +253,6 @@ def deferred_interrupts() -> Iterator[StopRequest]:
             signal.signal(s, h)
 
 
-__all__ = ["RESUMABLE_CHANGES", "RUN_DESCRIPTION", "Interrupted", "ResumePoint", "StopRequest",
-           "check_same_run", "deferred_interrupts", "finished_tune", "resume_hint",
-           "resume_point"]
+__all__ = ["RESUMABLE_CHANGES", "RUN_DESCRIPTION", "Interrupted", "ResumePoint", "RunStatus",
+           "StopRequest", "check_same_run", "deferred_interrupts", "finished_tune",
+           "resume_hint", "resume_point", "run_status"]

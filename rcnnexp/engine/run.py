@@ -69,6 +69,9 @@ class RunContext:
     run_dir: Path
     overrides: list[str] = field(default_factory=list)  # the command line's overrides
     choices: dict[str, str] = field(default_factory=dict)  # group -> chosen option
+    # the command that continues the run after an interrupt, where it is more than the run
+    # itself: a sweep's job names its sweep's (the CLI's); None: the run's own command
+    continue_command: list[str] | None = None
 
 
 # -- train --------------------------------------------------------------------------------------
@@ -231,7 +234,8 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         signame = str(err) if isinstance(err, Interrupted) else "SIGINT"
         line = (f"interrupted by {'Ctrl-C (SIGINT)' if signame == 'SIGINT' else signame} "
                 f"{when}; " + resume_hint(ctx.overrides, ctx.run_dir,
-                                          saved or stage.name == "retrain", launcher_words()))
+                                          saved or stage.name == "retrain", launcher_words(),
+                                          ctx.continue_command))
         if runtime.is_main:
             print(line, file=sys.stderr)
             log_to_files(log, line)
@@ -361,5 +365,12 @@ def describe(cfg: DictConfig) -> tuple[list[tuple[str, str, str, int]], dict[str
     return rows, summary
 
 
-__all__ = ["RunContext", "check_run", "describe", "evaluate_checkpoint", "shared_run_dir",
-           "train"]
+def missing_data(cfg: DictConfig) -> str | None:
+    """What of the configured dataset's files is not on disk (:meth:`DataModule.missing
+    <rcnnexp.data.base.DataModule.missing>`); None: nothing. Looks only: no read, no
+    download, nothing written."""
+    return build_data(cfg.dataset).missing()
+
+
+__all__ = ["RunContext", "check_run", "describe", "evaluate_checkpoint", "missing_data",
+           "shared_run_dir", "train"]
