@@ -50,7 +50,7 @@ test-all: $(SETUP)
 	$(PYTEST) -q
 
 lint: $(SETUP)
-	$(PY) -m ruff check rcnnexp tests scripts
+	$(PY) -m ruff check rcnnexp hydra_plugins tests scripts
 
 clean-venv:
 	rm -rf $(VENV)

@@ -308,6 +308,7 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
 
     from rcnnexp.engine.progress import log_to_files
     from rcnnexp.engine.run import RunContext, train
+    from rcnnexp.engine.rundir import lock_run_dir
     from rcnnexp.sweep import failed_job
     from rcnnexp.sweep_resume import continue_command
 
@@ -323,8 +324,11 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
     log.info("run directory: %s", run_dir)
     if not sweeping:  # a sweep names its own directory once, at its end
         log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
+    lock = None
     try:
-        results = train(cfg, ctx)
+        if sweeping:  # one process per job folder: a sweep continued while it still runs
+            lock = lock_run_dir(run_dir)  # (submitit's jobs outlive their launcher) is not
+        results = train(cfg, ctx)  # trained twice at once (a single run's: RunGuard)
     except Exception as err:
         if sweeping:  # reported, and the sweep goes on to its other jobs and its summary
             return failed_job(err, run_dir)
@@ -333,6 +337,9 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
         print(f"error: {err}", file=sys.stderr)
         log_to_files(log, f"error: {err}", logging.ERROR)
         sys.exit(err.exit_code)
+    finally:
+        if lock is not None:
+            lock.close()
     top1 = results["test_top1"]
     log.info("done: test top-1 %s%% (best epoch %s), %.0f s; results in %s",
              "n/a" if top1 is None else f"{top1:.2f}", results["best_epoch"], results["wall_s"],

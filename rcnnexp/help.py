@@ -35,6 +35,7 @@ Examples:
   rcnnexp train -m table=rcnn/t4 trainer.seed=0,1,2   # a paper's table, 3 seeds a row
   rcnnexp train -m table=rcnn/t4 --dry-run        # list a sweep's jobs, run nothing
   rcnnexp train trainer.resume=auto hydra.run.dir=outputs/DATE/TIME   # continue a run
+  rcnnexp train -m ... trainer.resume=auto hydra.sweep.dir=DIR   # continue a sweep there
   rcnnexp train --cfg job                         # print the composed config"""
 
 FOOTER = """\

@@ -33,6 +33,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from rcnnexp.engine.resume import RunStatus, run_status
+from rcnnexp.engine.rundir import lock_holder
 
 RESUME_KEY = "trainer.resume"
 # the sweeper that continues a sweep (hydra_plugins/rcnnexp_sweeper): a sweep of Hydra's
@@ -59,6 +60,7 @@ class Job:
     resume: bool  # the job's trainer.resume is auto: it continues what its folder holds
     # the overrides of the run its folder holds (.hydra/overrides.yaml), None: no record
     found: tuple[str, ...] | None
+    busy: str | None = None  # the pid of a process training in its folder now
 
     @property
     def foreign(self) -> bool:
@@ -71,7 +73,7 @@ class Job:
     @property
     def action(self) -> Action | None:
         """What a rerun does with it; None: it is refused (:func:`refusal` says why)."""
-        if self.foreign:
+        if self.foreign or self.busy is not None:
             return None
         if self.status == RunStatus.NEW:
             return Action.RUN
@@ -122,7 +124,7 @@ def read_job(config: DictConfig, num: int) -> Job:
     subdir = config.hydra.output_subdir
     found = None if subdir is None else stored_overrides(folder / str(subdir) / "overrides.yaml")
     return Job(num, overrides, folder, run_status(folder, bool(config.trainer.retrain)),
-               config.trainer.resume == "auto", found)
+               config.trainer.resume == "auto", found, lock_holder(folder))
 
 
 def stored_overrides(path: Path) -> tuple[str, ...] | None:
@@ -150,6 +152,12 @@ def refusal(jobs: Sequence[Job], sweep_dir: Path) -> str | None:
                 f"{wanted}; continue that sweep with its own overrides (in "
                 f"{sweep_dir / 'multirun.yaml'}), or give this one another folder "
                 "(hydra.sweep.dir=...)")
+    busy = next((j for j in jobs if j.busy is not None), None)
+    if busy is not None:
+        return (f"hydra.sweep.dir={sweep_dir}: job #{busy.num} ({busy.folder}) is training "
+                f"in another rcnnexp process (pid {busy.busy}), an earlier run of this sweep "
+                "whose jobs outlived it; wait for its jobs to end (or end them), then continue "
+                "the sweep")
     held = [j for j in jobs if j.action is None]
     if not held:
         return None
@@ -180,6 +188,8 @@ def status_note(job: Job) -> str:
     action = job.action
     if job.foreign:
         return f"its folder {job.folder} holds another sweep's job"
+    if job.busy is not None:
+        return f"training now in another process (pid {job.busy})"
     if action == Action.SKIP:
         return "finished: skipped"
     if action == Action.RESUME:

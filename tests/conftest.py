@@ -138,13 +138,14 @@ def train_run(run_dir: Path, *args: str) -> dict[str, Any]:
     return json.loads((run_dir / "results.json").read_text())
 
 
-def start_train(args: Sequence[str]) -> subprocess.Popen[str]:
+def start_train(args: Sequence[str], group: bool = False) -> subprocess.Popen[str]:
     """A training run in the background. Its SIGINT is set back to the default first: a shell
     without job control starts background jobs (a CI runner's, say) with SIGINT ignored, and
-    the child would inherit that and never see the test's Ctrl-C."""
+    the child would inherit that and never see the test's Ctrl-C. ``group``: in a process
+    group of its own, which ``os.killpg`` signals whole, as a terminal's Ctrl-C does."""
     return subprocess.Popen([*RCNNEXP, "train", *args], cwd=REPO, text=True,
                             env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            preexec_fn=_default_sigint)
+                            preexec_fn=_default_sigint, start_new_session=group)
 
 
 def torchrun_command(nproc: int, *args: str) -> list[str]:

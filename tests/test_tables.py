@@ -55,15 +55,17 @@ def test_every_job_of_every_table_composes_and_validates(name: str) -> None:
 
 
 def test_a_dry_run_lists_rows_times_seeds_and_writes_nothing(tmp_path: Path) -> None:
-    sweep_dir = tmp_path / "sweep"
+    sweep_dir, data = tmp_path / "sweep", tmp_path / "data"
     proc = run_cli("train", "-m", "table=rcnn/t4", "trainer.seed=0,1,2", "--dry-run",
-                   f"hydra.sweep.dir={sweep_dir}")
+                   f"hydra.sweep.dir={sweep_dir}", f"dataset.root={data}")
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("#")]
-    assert len(lines) == 9 and "9 jobs (dry run: nothing was run)" in proc.stdout
+    assert len(lines) == 9
+    assert "9 jobs, 9 lacking data (dry run: nothing was run)" in proc.stdout
     assert lines[0].startswith("#0 experiment=rcnn/t4_rcnn32 table=rcnn/t4 trainer.seed=0")
     assert lines[8].startswith("#8 experiment=rcnn/t4_rcnn96 table=rcnn/t4 trainer.seed=2")
-    assert not sweep_dir.exists()
+    assert f"lacks data: {data / 'MNIST' / 'raw'} (no train-images-idx3-ubyte" in lines[8]
+    assert not sweep_dir.exists() and not data.exists()  # nothing written, nothing fetched
 
 
 def test_a_dry_run_names_the_jobs_that_would_fail_to_validate() -> None:
