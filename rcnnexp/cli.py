@@ -19,13 +19,16 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from rcnnexp import __version__
 from rcnnexp.errors import UserError, unwritable_reason
+
+if TYPE_CHECKING:
+    from rcnnexp.sweep_resume import Job
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("rcnnexp")
@@ -238,7 +241,7 @@ def check_sweep_folder(args: list[str]) -> None:
             _fail(refused)
 
 
-def sweep_folder_jobs(jobs: list[list[str]]) -> tuple[Path, list[Any]] | None:
+def sweep_folder_jobs(jobs: list[list[str]]) -> tuple[Path, list[Job]] | None:
     """The sweep's folder and each of its jobs as that folder finds it
     (:class:`rcnnexp.sweep_resume.Job`), where the folder exists and the sweep's sweeper
     continues sweeps (not a search's); None otherwise."""
@@ -326,9 +329,11 @@ def train_task(cfg: DictConfig) -> dict[str, Any]:
         log.info("TensorBoard:   tensorboard --logdir %s", run_dir)
     lock = None
     try:
-        if sweeping:  # one process per job folder: a sweep continued while it still runs
-            lock = lock_run_dir(run_dir)  # (submitit's jobs outlive their launcher) is not
-        results = train(cfg, ctx)  # trained twice at once (a single run's: RunGuard)
+        # one process per job folder (a single run's is RunGuard's): a sweep continued while
+        # its jobs still run (submitit's outlive their launcher) never trains one twice at once
+        if sweeping:
+            lock = lock_run_dir(run_dir)
+        results = train(cfg, ctx)
     except Exception as err:
         if sweeping:  # reported, and the sweep goes on to its other jobs and its summary
             return failed_job(err, run_dir)

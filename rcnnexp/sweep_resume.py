@@ -111,8 +111,7 @@ def job_folder(config: DictConfig, num: int) -> Path:
         sweep_dir = str(OmegaConf.select(job, "hydra.sweep.dir"))
         subdir = str(OmegaConf.select(job, "hydra.sweep.subdir"))
     finally:
-        if previous is not None:
-            instance.set_config(previous)
+        instance.cfg = previous  # as it was: the sweep's own, or (the CLI) none
     return Path(os.path.abspath(os.path.join(sweep_dir, subdir)))
 
 
