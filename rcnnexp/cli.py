@@ -25,7 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from rcnnexp import __version__
-from rcnnexp.errors import UserError, unwritable_reason
+from rcnnexp.errors import Terminated, UserError, unwritable_reason
 
 if TYPE_CHECKING:
     from rcnnexp.sweep_resume import Job
@@ -125,11 +125,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         COMMANDS[command](rest)
 
 
-class Terminated(BaseException):
-    """SIGTERM outside training (which the engine handles itself), raised like Ctrl-C's
-    KeyboardInterrupt so that it ends the command in one line, not a silent exit -15."""
-
-
 @contextlib.contextmanager
 def signals_end_the_command(command: str) -> Iterator[None]:
     """Ctrl-C or SIGTERM while a command starts up (imports, composing, reading data) or
@@ -194,39 +189,7 @@ def train_command(args: list[str]) -> None:
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
-    with sweep_interrupts_continue(multirun):
-        app()
-
-
-@contextlib.contextmanager
-def sweep_interrupts_continue(multirun: bool) -> Iterator[None]:
-    """Ctrl-C or SIGTERM to a sweep between its jobs' training (a job setting up, the
-    submitit launcher waiting for its jobs): one line with the command that continues the
-    whole sweep, where it has begun (its folder's record, multirun.yaml, is written);
-    otherwise, and for a single run, :func:`signals_end_the_command`'s line."""
-    from rcnnexp.sweep_resume import quoted
-
-    try:
-        yield
-    except (KeyboardInterrupt, Terminated) as err:
-        command = sweep_continuation() if multirun else None
-        if command is None:
-            raise
-        signum = signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM
-        name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
-        _fail(f"interrupted by {name}: the sweep stopped before it finished; continue with: "
-              f"{quoted(command)}", 128 + signum)
-
-
-def sweep_continuation() -> list[str] | None:
-    """The command that continues the sweep this process runs (None: no sweep has begun)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from rcnnexp.sweep_resume import continue_command
-
-    if not HydraConfig.initialized():
-        return None
-    return continue_command(HydraConfig.instance().cfg)
+    app()
 
 
 def check_sweep_folder(args: list[str]) -> None:

@@ -10,6 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
+class Terminated(BaseException):
+    """SIGTERM outside training (which the engine handles itself), raised like Ctrl-C's
+    KeyboardInterrupt so that it ends the command in one line, not a silent exit -15."""
+
+
 class UserError(Exception):
     """Bad input: a config value, a missing file, a checkpoint that does not fit."""
 

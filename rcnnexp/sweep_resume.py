@@ -24,11 +24,13 @@ from __future__ import annotations
 import copy
 import os
 import shlex
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
@@ -252,5 +254,20 @@ def quoted(command: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in command)
 
 
+def stop_interrupted(err: BaseException, sweep_config: DictConfig) -> NoReturn:
+    """Ctrl-C or SIGTERM (``err``) while a sweep launches its jobs, outside their training
+    (a job setting up; the submitit launcher waiting on its jobs, which the terminal's
+    Ctrl-C also reaches): one line naming the command that continues the whole sweep, and
+    the shell's code, 128 + the signal. Inside training, the job says it itself."""
+    signum = signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM
+    name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
+    command = continue_command(sweep_config)
+    then = f"; continue with: {quoted(command)}" if command is not None else ""
+    print(f"error: interrupted by {name}: the sweep stopped before it finished{then}",
+          file=sys.stderr)
+    sys.exit(128 + signum)
+
+
 __all__ = ["RESUMING_SWEEPER", "Action", "Job", "continue_command", "job_folder", "launches",
-           "plan_lines", "quoted", "read_job", "refusal", "skipped_record", "status_note"]
+           "plan_lines", "quoted", "read_job", "refusal", "skipped_record", "status_note",
+           "stop_interrupted"]

@@ -38,6 +38,7 @@ class ResumingSweeper(BasicSweeper):
         """Launch every job of the sweep that did not finish in its folder, keeping each
         job's number; refuse (one line, exit 2) a folder of another sweep, or of this one
         without ``trainer.resume=auto``. Returns the launches' job returns, as Hydra's."""
+        from rcnnexp.errors import Terminated
         from rcnnexp.sweep import write_record
         from rcnnexp.sweep_resume import (
             Action,
@@ -46,6 +47,7 @@ class ResumingSweeper(BasicSweeper):
             read_job,
             refusal,
             skipped_record,
+            stop_interrupted,
         )
 
         assert self.config is not None and self.launcher is not None
@@ -71,9 +73,12 @@ class ResumingSweeper(BasicSweeper):
             if job.action == Action.SKIP:  # the sweep's summary covers it too
                 write_record(sweep_dir, skipped_record(job, config))
         returns = []
-        for start, run in launches(jobs, overrides, self.max_batch_size):
-            results = self.launcher.launch(run, initial_job_idx=start)
-            for result in results:
-                _ = result.return_value  # raises a job's exception, as the basic sweeper
-            returns.append(results)
+        try:
+            for start, run in launches(jobs, overrides, self.max_batch_size):
+                results = self.launcher.launch(run, initial_job_idx=start)
+                for result in results:
+                    _ = result.return_value  # raises a job's exception, as the basic sweeper
+                returns.append(results)
+        except (KeyboardInterrupt, Terminated) as err:
+            stop_interrupted(err, self.config)
         return returns
