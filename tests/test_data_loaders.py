@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_dataset
+from conftest import build_dataset, load_dataset
 from tiny_data import (
     CIFAR_TEST,
     CIFAR_TRAIN_PER_BATCH,
@@ -242,3 +242,21 @@ def test_missing_class_folder_in_val_is_not_a_new_label(tmp_path: Path) -> None:
     write_jpeg(d / "val" / "n99999999" / "c.JPEG", 3)
     with pytest.raises(DataError, match="n99999999"):
         load("imagenet", tmp_path)
+
+
+# where each dataset looks for its files under dataset.root (None: embedded, nothing on disk)
+FOLDERS = {"digits": None, "mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py",
+           "cifar100": "cifar-100-python", "svhn": "svhn", "imagenet": "imagenet",
+           "sun397": "SUN397", "mitindoor": "mit_indoor"}
+
+
+@pytest.mark.parametrize("name", sorted(FOLDERS))
+def test_a_dataset_on_disk_lacks_nothing_and_one_elsewhere_names_its_folder(
+        name: str, root: Path, tmp_path: Path) -> None:
+    """What a sweep's dry run says of each job's data (DataModule.missing), looking only."""
+    assert build_dataset(name, root).missing() is None
+    empty = tmp_path / "empty"
+    lacking = build_dataset(name, empty).missing()
+    folder = FOLDERS[name]
+    assert lacking is None if folder is None else lacking.startswith(f"{empty / folder} (no ")
+    assert not empty.exists()  # nothing fetched, nothing made
