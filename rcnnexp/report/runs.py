@@ -112,6 +112,20 @@ class Run:
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+def job_number(directory: Path) -> int | None:
+    """The number Hydra gave a sweep's job, from its folder's name: ``3``, or ``3_model.K=32``
+    where the folder also names the job's swept values; None for any other folder."""
+    number, sep, values = directory.name.partition("_")
+    return int(number) if number.isdigit() and bool(values) == bool(sep) else None
+
+
+def job_order(directory: Path) -> tuple[int, str]:
+    """A sweep's jobs in the order Hydra numbered them (3 before 10), other folders last by
+    name."""
+    number = job_number(directory)
+    return (1 << 30, directory.name) if number is None else (number, directory.name)
+
+
 def read_history(path: Path) -> list[dict[str, float]]:
     """metrics.csv as numbers (empty cells left out); [] when there is none."""
     if not path.is_file():
@@ -193,4 +207,5 @@ def find_runs(paths: list[Path], warn: Callable[[str], None] | None = None) -> l
     return [run for run in seen.values() if run is not None]
 
 
-__all__ = ["OPTUNA_RESULTS", "NotARun", "Run", "find_runs", "load_run", "read_history"]
+__all__ = ["OPTUNA_RESULTS", "NotARun", "Run", "find_runs", "job_number", "job_order",
+           "load_run", "read_history"]
