@@ -75,20 +75,25 @@ def build_for(cfg: DictConfig, in_channels: int, num_classes: int,
     return build_model(cfg.model, DataSpec(in_channels, num_classes, tuple(image_size)))
 
 
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def cli_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
     """The environment of CLI subprocesses: one intra-op thread, because the tests' models
     are tiny and two spinning threads per process stall badly when processes share cores;
     and this folder importable, for the ``_target_``s that tests define (:mod:`tiny_checksums`,
-    :mod:`crashing_model`)."""
+    :mod:`crashing_model`). ``extra`` adds variables, and takes out those it maps to None."""
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path,
-           **(extra or {})}
+    env: dict[str, str | None] = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+                                  "PYTHONPATH": path, **(extra or {})}
     env.pop("HYDRA_FULL_ERROR", None)
-    return env
+    return {k: v for k, v in env.items() if v is not None}
+
+
+# a CLI subprocess's environment as a user's shell has it: no OMP_NUM_THREADS, so that
+# trainer.threads=null chooses (rcnnexp/engine/threads.py)
+USERS_THREADS: dict[str, str | None] = {"OMP_NUM_THREADS": None}
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``rcnnexp ARGS`` in a subprocess, capturing its output (never raises on failure)."""
     return subprocess.run([*RCNNEXP, *args], cwd=cwd or REPO, env=cli_env(env), text=True,
                           capture_output=True, timeout=timeout, check=False)
@@ -391,9 +396,11 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process tests use one torch thread: their ops are tiny, and on a shared CPU a
-    second spinning thread only waits (the CLI subprocesses get the same through cli_env)."""
+    second spinning thread only waits (the CLI subprocesses get the same through cli_env).
+    An in-process run chooses its threads (trainer.threads=null) by OMP_NUM_THREADS first."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with one_torch_thread():
         yield
 

@@ -34,7 +34,8 @@ from rcnnexp.errors import CheckpointError, ConfigError
 RUN_DESCRIPTION = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.device",
                    "trainer.eval_batch_size", "trainer.log_every", "paper",
                    "finetune.pretrained", "trainer.compile", "trainer.channels_last",
-                   "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes")
+                   "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
+                   "trainer.threads")
 # keys that may differ between a checkpoint and the run that resumes it: those, and the
 # epochs, which a resumed run may extend
 RESUMABLE_CHANGES = (*RUN_DESCRIPTION, "trainer.epochs")
