@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 
 # the FLOPs of one process's step (a training step: forward and backward, 3x the forward)
-# below which a CPU run keeps one thread: measured on this project's 2-core Xeon
-# (docs/performance.md, "Threads")
-SPLIT_MIN_FLOPS = 2.0e9
+# below which a CPU run keeps one thread. On this project's 2-core Xeon (docs/performance.md,
+# "Threads"; scripts/bench_threads.py) one thread was faster than two up to 0.65 GFLOP a step
+# (the digits default, 0.32 GFLOP: 3.5x), and two 1.2-1.6x faster from 1 GFLOP up
+SPLIT_MIN_FLOPS = 1.0e9
 # a training step's FLOPs over its forward pass's: the backward pass costs about twice it
 TRAIN_STEP_FACTOR = 3
 CGROUP_V2_QUOTA = Path("/sys/fs/cgroup/cpu.max")  # "<quota> <period>" or "max <period>"
