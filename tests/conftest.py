@@ -292,7 +292,7 @@ TIME_COLUMNS = {"epoch_time_s", "images_per_s"}
 
 def assert_same_run(a: Path, b: Path) -> None:
     """Two run directories hold the same training: metrics but timings, results, weights and
-    the steps TensorBoard shows."""
+    the steps TensorBoard shows on every curve."""
     rows_a, rows_b = read_csv(a / "metrics.csv"), read_csv(b / "metrics.csv")
     strip = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_a]
     assert strip == [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_b]
@@ -302,8 +302,10 @@ def assert_same_run(a: Path, b: Path) -> None:
     wa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)["model"]
     wb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    steps = [[s for s, _ in scalars(d / "tb")["train/lr"]] for d in (a, b)]
-    assert steps[0] == steps[1]
+    steps = [{tag: [s for s, _ in points] for tag, points in scalars(d / "tb").items()}
+             for d in (a, b)]
+    assert steps[0] == steps[1]  # every curve, on the step axis and the epoch axis
+    assert steps[0]["train/lr"] and steps[0]["epoch/train/loss"]
 
 
 def flip_a_byte(path: Path, entry_suffix: str = "data/0") -> None:
