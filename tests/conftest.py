@@ -227,6 +227,23 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def job_dir(sweep: Path, num: int) -> Path:
+    """The folder of job ``num`` of the sweep in ``sweep``: its number, then its swept values
+    (``0_model.K=8``), or the number alone."""
+    [folder] = [p for p in sweep.iterdir() if p.is_dir() and p.name.partition("_")[0] == str(num)]
+    return folder
+
+
+def tensorboard_runs(logdir: Path) -> set[str]:
+    """The runs ``tensorboard --logdir LOGDIR`` lists: every folder that holds event files,
+    by its path below the logdir (``.`` for the logdir itself)."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    return set(mux.Runs())
+
+
 def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar TensorBoard shows for the event files in ``tb_dir``: tag -> (step, value)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -110,11 +110,13 @@ def test_a_row_run_other_than_its_preset_says_how_under_its_table(runs: Path,
     readme = (report / "README.md").read_text()
     table4 = readme.split("### RCNN Table 4", 1)[1].split("\n### ", 1)[0]
     assert "Runs († departs from its row's protocol, as listed):" in table4
+    # job 0, in a folder named by its row and seed (a preset's / made safe for a path)
     job = next(line for line in table4.splitlines() if line.startswith("- `")
-               and "table4/0`" in line)
+               and "table4/0_experiment=rcnn-t4_rcnn32,trainer.seed=0`" in line)
     assert ": changed on the command line: `model.K=4" in job and "trainer.epochs=2" in job
     assert "composes otherwise today" not in job  # the preset is as the run composed it
-    assert "trainer.seed" not in job and "dataset.root" not in job  # they change no protocol
+    changes = job.split(": changed on the command line: ", 1)[1]
+    assert "trainer.seed" not in changes and "dataset.root" not in changes  # no protocol's
 
 
 def test_every_row_of_every_table_is_listed_run_or_not(report: Path) -> None:
