@@ -25,10 +25,14 @@ from rcnnexp.report.interval import OFFICIAL_TEST_IMAGES
 
 # command-line keys that do not change a run's protocol or result: the run's bookkeeping
 # (where and how it runs and is stored, resuming included; the kernels it runs in and the
-# cluster it ran on), what names it, and the seed, which the report shows in a column of its own
+# cluster it ran on), what names it, and the seed, which the report shows in a column of its
+# own. The arithmetic (trainer.precision, trainer.tf32) is judged by what the run trained in
+# (rcnnexp/report/protocol.py: arithmetic), not by the command line: a GPU run told
+# trainer.precision=fp32 trainer.tf32=false trains as the papers did
 DESCRIPTIVE = frozenset({*BOOKKEEPING, "experiment", "table", "name", "trainer.seed",
                          "trainer.device", "trainer.eval_batch_size", "trainer.compile",
-                         "trainer.channels_last", "cluster"})
+                         "trainer.channels_last", "cluster", "trainer.precision",
+                         "trainer.tf32"})
 
 
 @dataclass
