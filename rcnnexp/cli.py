@@ -182,9 +182,10 @@ def train_command(args: list[str]) -> None:
         list_jobs([a for a in args if a not in (*MULTIRUN_FLAGS, "--dry-run")], multirun)
         return
     if not any(a in HYDRA_OWN_FLAGS for a in args):
-        check_composes(args, multirun)
+        jobs = check_composes(args, multirun)
         if multirun:
             check_slurm_is_here(args)
+            args = [*args, *name_job_folders(args, jobs)]
             check_sweep_folder(args)
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
@@ -254,17 +255,29 @@ def check_arguments_are_overrides(args: Sequence[str]) -> None:
               "lists the groups and keys)")
 
 
-def check_composes(args: list[str], multirun: bool) -> None:
+def check_composes(args: list[str], multirun: bool) -> list[list[str]]:
     """Compose every job before Hydra does, so that a bad override gets one line and exit 2
-    (Hydra's own report is many lines and exit 1), and refuse keys no schema declares."""
+    (Hydra's own report is many lines and exit 1), and refuse keys no schema declares;
+    returns the jobs' overrides (:func:`sweep_jobs`)."""
     from rcnnexp.config.explain import check_known_keys
 
-    overrides = command_overrides(args)
-    for job in sweep_jobs(overrides, multirun):
+    jobs = sweep_jobs(command_overrides(args), multirun)
+    for job in jobs:
         try:
             check_known_keys(compose(job))
         except UserError as err:
             _fail(str(err), err.exit_code)
+    return jobs
+
+
+def name_job_folders(args: Sequence[str], jobs: list[list[str]]) -> list[str]:
+    """The override that names a sweep's job folders by what tells the jobs apart
+    (:func:`rcnnexp.sweep.folder_naming_override`), unless the command line names them."""
+    from rcnnexp.sweep import OVERRIDE_DIRNAME_EXCLUDE, folder_naming_override
+
+    if any(_override_key(a) == OVERRIDE_DIRNAME_EXCLUDE for a in command_overrides(args)):
+        return []
+    return [folder_naming_override(jobs)]
 
 
 def train_task(cfg: DictConfig) -> dict[str, Any]:
@@ -598,7 +611,9 @@ def list_jobs(args: list[str], multirun: bool) -> None:
     show_config = _cfg_job(args)
     overrides = command_overrides(args)
     jobs = sweep_jobs(overrides, multirun)
-    found = sweep_folder_jobs(jobs) if multirun else None
+    # where the jobs' folders are, named as the sweep would name them (name_job_folders)
+    naming = name_job_folders(args, jobs) if multirun else []
+    found = sweep_folder_jobs([[*job, *naming] for job in jobs]) if multirun else None
     invalid = lacking = 0
     for num, job in enumerate(jobs):
         cfg = compose(job)

@@ -6,7 +6,7 @@ touched, and its record is made again for the sweep's summary), a job that was i
 resumes from its checkpoint exactly as a single run does, and the jobs that never started
 run. Each job is matched to the folder Hydra gives it (``hydra.sweep.dir`` joined with
 ``hydra.sweep.subdir``, resolved for the job as Hydra's launchers resolve it:
-:func:`job_folder`), whatever the folders' names are made of.
+:func:`job_directory`), whatever the folders' names are made of.
 
 Two sweeps are never mixed in one folder: a job folder whose run had other overrides
 (``<folder>/.hydra/overrides.yaml``, ``trainer.resume`` aside) belongs to another sweep, and
@@ -36,6 +36,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from rcnnexp.engine.resume import RunStatus, run_status
 from rcnnexp.engine.rundir import lock_holder
+
+# (importing rcnnexp.sweep also registers the resolver that names the jobs' folders)
+from rcnnexp.sweep import OVERRIDE_DIRNAME_EXCLUDE, SKIPPED, job_record
 
 RESUME_KEY = "trainer.resume"
 # the sweeper that continues a sweep (hydra_plugins/rcnnexp_sweeper): a sweep of Hydra's
@@ -94,7 +97,7 @@ def same_job(overrides: Sequence[str]) -> list[str]:
     return sorted(o for o in overrides if o.partition("=")[0].lstrip("+~") != RESUME_KEY)
 
 
-def job_folder(config: DictConfig, num: int) -> Path:
+def job_directory(config: DictConfig, num: int) -> Path:
     """The folder Hydra's launchers give job ``num`` of a sweep whose job config (with
     Hydra's node, as ``load_sweep_config`` or the compose API returns it) is ``config``:
     ``hydra.sweep.dir`` joined with ``hydra.sweep.subdir``, resolved with the job's number,
@@ -120,7 +123,7 @@ def job_folder(config: DictConfig, num: int) -> Path:
 def read_job(config: DictConfig, num: int) -> Job:
     """Job ``num`` of a sweep (``config``: its config with Hydra's node) and what its folder
     holds."""
-    folder = job_folder(config, num)
+    folder = job_directory(config, num)
     overrides = tuple(str(o) for o in config.hydra.overrides.task)
     subdir = config.hydra.output_subdir
     found = None if subdir is None else stored_overrides(folder / str(subdir) / "overrides.yaml")
@@ -138,8 +141,30 @@ def stored_overrides(path: Path) -> tuple[str, ...] | None:
     return tuple(str(o) for o in stored) if isinstance(stored, ListConfig) else None
 
 
+def strays(jobs: Sequence[Job], sweep_dir: Path) -> list[Path]:
+    """The folders in ``sweep_dir`` that hold a run (finished or started) and are none of
+    ``jobs``' folders: another sweep's jobs, or this sweep's under other names (its folders
+    are named by the values that tell its jobs apart: another key swept renames them)."""
+    own = {j.folder for j in jobs}
+    try:
+        found = sorted(d for d in sweep_dir.iterdir() if d.is_dir())
+    except OSError:  # not there (a new sweep), or not a folder: nothing of another sweep
+        return []
+    return [d for d in found if d.absolute() not in own
+            and run_status(d, retrain=True) != RunStatus.NEW]  # either stage layout
+
+
 def refusal(jobs: Sequence[Job], sweep_dir: Path) -> str | None:
     """Why the sweep ``jobs`` cannot run into ``sweep_dir`` (one line), or None."""
+    others = strays(jobs, sweep_dir)
+    if others:
+        named = ", ".join(d.name for d in others[:3]) + (
+            f" and {len(others) - 3} more" if len(others) > 3 else "")
+        return (f"hydra.sweep.dir={sweep_dir} holds runs in folders that are none of this "
+                f"sweep's jobs' ({named}): another sweep's, or this one's with other values "
+                f"swept; continue that sweep with its own overrides (in "
+                f"{sweep_dir / 'multirun.yaml'}), or give this one another folder "
+                "(hydra.sweep.dir=...)")
     foreign = next((j for j in jobs if j.foreign), None)
     if foreign is not None:
         had, has = same_job(foreign.found or ()), same_job(foreign.overrides)
@@ -221,13 +246,12 @@ def skipped_record(job: Job, config: DictConfig) -> dict[str, Any]:
     from the job's config as the rerun composes it: its overrides are the finished run's,
     so is its config (a resumed job whose preset changed since is refused by the resume
     check; a skipped one's columns in the HPARAMS table would show today's preset)."""
-    from rcnnexp.sweep import SKIPPED, job_record
-
     task = copy.deepcopy(config)
     with read_write(task), open_dict(task):
         choices = task.hydra.runtime.choices
         del task["hydra"]
-    return {**job_record(job.num, job.overrides, None, task, choices), SKIPPED: True}
+    return {**job_record(job.num, job.overrides, None, task, choices, job.folder),
+            SKIPPED: True}
 
 
 def continue_command(sweep_config: DictConfig) -> list[str] | None:
@@ -244,8 +268,10 @@ def continue_command(sweep_config: DictConfig) -> list[str] | None:
         return None
     task = [str(o) for o in recorded.task
             if str(o).partition("=")[0].lstrip("+~") != RESUME_KEY]
-    own = [str(o) for o in recorded.hydra
-           if str(o).partition("=")[0] not in ("hydra.sweep.dir", "hydra.mode")]
+    # without what the CLI adds (the folders' naming, made again from the jobs: continuing
+    # adds trainer.resume to all of them, which their folders' names leave out) and Hydra
+    own = [str(o) for o in recorded.hydra if str(o).partition("=")[0]
+           not in ("hydra.sweep.dir", "hydra.mode", OVERRIDE_DIRNAME_EXCLUDE)]
     return ["rcnnexp", "train", "-m", *task, *own, f"{RESUME_KEY}=auto",
             f"hydra.sweep.dir={sweep_dir}"]
 
@@ -268,6 +294,6 @@ def stop_interrupted(err: BaseException, sweep_config: DictConfig) -> NoReturn:
     sys.exit(128 + signum)
 
 
-__all__ = ["RESUMING_SWEEPER", "Action", "Job", "continue_command", "job_folder", "launches",
+__all__ = ["RESUMING_SWEEPER", "Action", "Job", "continue_command", "job_directory", "launches",
            "plan_lines", "quoted", "read_job", "refusal", "skipped_record", "status_note",
            "stop_interrupted"]

@@ -3,8 +3,9 @@
 # 2-core CPU machine; docs/results.md says when and how long each took). Each command
 # refuses to write into a directory that already holds a run: move results/ aside first.
 #
-#   bash scripts/results.sh [RUN ...]    RUN: digits, mnist, mnist_searched, search, report
-#                                        (default: all but mnist, whose recipe is gone)
+#   bash scripts/results.sh [RUN ...]    RUN: digits, mnist, mnist_searched, search, table4,
+#                                        report (default: all but mnist, whose recipe is gone,
+#                                        and table4, which a lent GPU ran)
 #
 # MNIST is read from ../shared/data (the real files, never copied into the repo); point
 # MNIST_ROOT elsewhere if yours live elsewhere.
@@ -49,6 +50,42 @@ search() {  # the search that chose the rcnn_mnist recipe's unstated values (con
     "$RCNNEXP" report results/search-rcnn-mnist out=docs/search-rcnn-mnist.md
 }
 
+table4() {  # RCNN Table 4, RCNN-32, at the paper's whole protocol: both stages, nothing
+            # shortened, in fp32 without TF32, seeds 0, 1 and 2 side by side on one lent GPU,
+            # by `bash scripts/gpu_check.sh --only table4 --budget 540` and then, until its
+            # summary says every seed is done, the same with `--resume-from gpu-table4` (the
+            # files the call before returned, copied there; docs/performance.md, "On a GPU").
+            # This step unpacks the finished runs (from $GPU_TABLE4, default gpu-table4/) into
+            # results/rcnn-t4-rcnn32-seed{0,1,2} and writes the report anew (move
+            # docs/results.md and docs/results/ aside first: a report never overwrites)
+    local from=${GPU_TABLE4:-gpu-table4} seed archive
+    if [ -e docs/results.md ] || [ -e docs/results ]; then
+        echo "error: docs/results.md or docs/results/ exists; move them aside, the report is" \
+             "written anew" >&2
+        exit 2
+    fi
+    for seed in 0 1 2; do
+        archive="$from/table4-seed-$seed.tar.gz"
+        if [ ! -f "$archive" ]; then
+            echo "error: no $archive; GPU_TABLE4 names the folder a table4 call returned" >&2
+            exit 2
+        elif ! tar -xzOf "$archive" "seed-$seed/results.json" > /dev/null 2>&1; then
+            echo "error: seed $seed's run in $archive is not finished (no results.json);" \
+                 "continue it with gpu_check.sh --only table4 --resume-from $from" >&2
+            exit 2
+        elif [ -e "results/rcnn-t4-rcnn32-seed$seed" ]; then
+            echo "error: results/rcnn-t4-rcnn32-seed$seed already exists; move it aside" >&2
+            exit 2
+        fi
+    done
+    for seed in 0 1 2; do
+        mkdir -p "results/rcnn-t4-rcnn32-seed$seed"
+        tar -xzf "$from/table4-seed-$seed.tar.gz" -C "results/rcnn-t4-rcnn32-seed$seed" \
+            --strip-components=1
+    done
+    report
+}
+
 report() {
     "$RCNNEXP" report results out=docs/results.md
 }
@@ -57,8 +94,8 @@ steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=(digits search mnist_searched report)
 for step in "${steps[@]}"; do
     case "$step" in
-        digits|mnist|mnist_searched|search|report) "$step" ;;
+        digits|mnist|mnist_searched|search|table4|report) "$step" ;;
         *) echo "error: unknown run '$step'; the runs are digits, mnist, mnist_searched, search," \
-                "report" >&2; exit 2 ;;
+                "table4, report" >&2; exit 2 ;;
     esac
 done

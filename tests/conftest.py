@@ -75,20 +75,25 @@ def build_for(cfg: DictConfig, in_channels: int, num_classes: int,
     return build_model(cfg.model, DataSpec(in_channels, num_classes, tuple(image_size)))
 
 
-def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def cli_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
     """The environment of CLI subprocesses: one intra-op thread, because the tests' models
     are tiny and two spinning threads per process stall badly when processes share cores;
     and this folder importable, for the ``_target_``s that tests define (:mod:`tiny_checksums`,
-    :mod:`crashing_model`)."""
+    :mod:`crashing_model`). ``extra`` adds variables, and takes out those it maps to None."""
     path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH", "")) if p)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": path,
-           **(extra or {})}
+    env: dict[str, str | None] = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+                                  "PYTHONPATH": path, **(extra or {})}
     env.pop("HYDRA_FULL_ERROR", None)
-    return env
+    return {k: v for k, v in env.items() if v is not None}
+
+
+# a CLI subprocess's environment as a user's shell has it: no OMP_NUM_THREADS, so that
+# trainer.threads=null chooses (rcnnexp/engine/threads.py)
+USERS_THREADS: dict[str, str | None] = {"OMP_NUM_THREADS": None}
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+            env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``rcnnexp ARGS`` in a subprocess, capturing its output (never raises on failure)."""
     return subprocess.run([*RCNNEXP, *args], cwd=cwd or REPO, env=cli_env(env), text=True,
                           capture_output=True, timeout=timeout, check=False)
@@ -223,6 +228,23 @@ def read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def job_dir(sweep: Path, num: int) -> Path:
+    """The folder of job ``num`` of the sweep in ``sweep``: its number, then its swept values
+    (``0_model.K=8``), or the number alone."""
+    [folder] = [p for p in sweep.iterdir() if p.is_dir() and p.name.partition("_")[0] == str(num)]
+    return folder
+
+
+def tensorboard_runs(logdir: Path) -> set[str]:
+    """The runs ``tensorboard --logdir LOGDIR`` lists: every folder that holds event files,
+    by its path below the logdir (``.`` for the logdir itself)."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(logdir))
+    return set(mux.Runs())
+
+
 def scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar TensorBoard shows for the event files in ``tb_dir``: tag -> (step, value)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -288,7 +310,7 @@ TIME_COLUMNS = {"epoch_time_s", "images_per_s"}
 
 def assert_same_run(a: Path, b: Path) -> None:
     """Two run directories hold the same training: metrics but timings, results, weights and
-    the steps TensorBoard shows."""
+    the steps TensorBoard shows on every curve."""
     rows_a, rows_b = read_csv(a / "metrics.csv"), read_csv(b / "metrics.csv")
     strip = [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_a]
     assert strip == [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows_b]
@@ -298,8 +320,10 @@ def assert_same_run(a: Path, b: Path) -> None:
     wa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)["model"]
     wb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    steps = [[s for s, _ in scalars(d / "tb")["train/lr"]] for d in (a, b)]
-    assert steps[0] == steps[1]
+    steps = [{tag: [s for s, _ in points] for tag, points in scalars(d / "tb").items()}
+             for d in (a, b)]
+    assert steps[0] == steps[1]  # every curve, on the step axis and the epoch axis
+    assert steps[0]["train/lr"] and steps[0]["epoch/train/loss"]
 
 
 def flip_a_byte(path: Path, entry_suffix: str = "data/0") -> None:
@@ -392,9 +416,11 @@ def one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
+def one_thread(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """In-process tests use one torch thread: their ops are tiny, and on a shared CPU a
-    second spinning thread only waits (the CLI subprocesses get the same through cli_env)."""
+    second spinning thread only waits (the CLI subprocesses get the same through cli_env).
+    An in-process run chooses its threads (trainer.threads=null) by OMP_NUM_THREADS first."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     with one_torch_thread():
         yield
 

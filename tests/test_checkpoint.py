@@ -234,3 +234,19 @@ def test_a_checkpoint_from_before_a_key_existed_resumes_as_that_keys_default(
     changed = to_plain(compose_config(["model.lrn_alpha=0.01"]))
     with pytest.raises(CheckpointError, match=r"model\.lrn_alpha: 0\.001 -> 0\.01"):
         check_same_run({"config": older}, changed, tmp_path / "last.pt")
+
+
+def test_a_run_continued_with_its_data_moved_is_the_same_run(tmp_path: Path) -> None:
+    """The same files in another folder (a run continued on another machine, or from a node's
+    local copy) are no change of config; other files' settings still are."""
+    from rcnnexp.config import to_plain
+    from rcnnexp.engine.resume import check_same_run
+
+    written = to_plain(compose_config(["dataset=mnist", "dataset.root=/first/machine"]))
+    moved = to_plain(compose_config(["dataset=mnist", "dataset.root=/second/machine",
+                                     "dataset.download=false"]))
+    check_same_run({"config": written}, moved, tmp_path / "last.pt")
+    scaled = to_plain(compose_config(["dataset=mnist", "dataset.root=/second/machine",
+                                      "dataset.scale=255"]))
+    with pytest.raises(CheckpointError, match=r"dataset\.scale: 1(\.0)? -> 255"):
+        check_same_run({"config": written}, scaled, tmp_path / "last.pt")

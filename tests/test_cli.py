@@ -17,6 +17,7 @@ from conftest import (
     assert_one_line_error,
     assert_same_run,
     hparams_table,
+    job_dir,
     read_csv,
     run_cli,
     scalars,
@@ -25,6 +26,7 @@ from conftest import (
 )
 
 from rcnnexp.engine.resume import resume_hint
+from rcnnexp.sweep import folder_naming_override, job_folder
 
 RESULT_KEYS = {"model", "dataset", "params", "epochs", "best_epoch", "test_top1", "test_top5",
                "best_val_top1", "wall_s", "images_per_s"}
@@ -91,7 +93,7 @@ def test_tensorboard_has_curves_and_hparams(quick_run) -> None:
     assert final.keys() <= tags.keys()
     assert final["test/top1"] == [(steps, pytest.approx(results["test_top1"]))]
     [row] = hparams_table(run_dir).rows.values()
-    assert (row["model"], row["dataset"], row["model.K"]) == ("rcnn", "digits", 8)
+    assert (row["model"], row["dataset"], row["model.K"]) == ("rcnn", "digits", "8")
     assert row["optim.lr"] == pytest.approx(0.01)  # the digits' rate
 
 
@@ -154,9 +156,38 @@ def test_sweep_runs_each_job_and_reports_the_failed_one(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "1 of 2 jobs failed" in proc.stderr and "model.K must be positive" in proc.stderr
-    assert not (sweep / "0" / "results.json").exists()
-    assert json.loads((sweep / "1" / "results.json").read_text())["epochs"] == 1
-    assert (sweep / "1" / ".hydra" / "overrides.yaml").is_file()
+    # each job's folder: its number and its swept value, none of the keys all jobs share
+    assert not (sweep / "0_model.K=0" / "results.json").exists()
+    results = json.loads((sweep / "1_model.K=8" / "results.json").read_text())
+    assert results["epochs"] == 1
+    assert (sweep / "1_model.K=8" / ".hydra" / "overrides.yaml").is_file()
+    # the summary's table: the job that finished first, the failed one last and marked
+    table = [line.split() for line in proc.stdout.splitlines()[-3:-1]]
+    assert table == [["#1", "K=8", f"{results['test_top1']:.2f}",
+                      f"{results['best_val_top1']:.2f}", "1", "1_model.K=8"],
+                     ["#0", "K=0", "failed", "-", "-", "0_model.K=0"]]
+
+
+def test_a_job_folder_is_its_number_then_its_swept_values_safe_for_a_path() -> None:
+    assert job_folder(3, "") == "3"  # a job no value tells apart (a sweep of one)
+    assert job_folder(0, "model.K=32,trainer.seed=1") == "0_model.K=32,trainer.seed=1"
+    assert job_folder(1, "experiment=rcnn/t4_rcnn32") == "1_experiment=rcnn-t4_rcnn32"
+    assert job_folder(2, "model.d=[5,5,5],name='a b*'") == "2_model.d=5-5-5,name=a-b-"
+    # a search's draws, rounded; the folder name cut where it grows too long for one
+    assert job_folder(5, "optim.lr=0.003515207314851794,trainer.batch_size=16") == (
+        "5_optim.lr=0.003515,trainer.batch_size=16")
+    long = job_folder(4, ",".join(f"optimizer.key{n}=0.00123456" for n in range(9)))
+    assert len(long.encode()) < 130 and long.endswith("...")
+    assert long.startswith("4_optimizer.key0=0.00123456,optimizer.key1=")
+
+
+def test_only_the_keys_that_tell_a_sweeps_jobs_apart_name_its_folders() -> None:
+    jobs = [["table=rcnn/t4", "experiment=rcnn/t4_rcnn32", "trainer.seed=0", "hydra.sweep.dir=x"],
+            ["table=rcnn/t4", "experiment=rcnn/t4_rcnn64", "trainer.seed=0", "hydra.sweep.dir=x"],
+            ["table=rcnn/t4", "experiment=rcnn/t4_rcnn64", "trainer.seed=1", "hydra.sweep.dir=x",
+             "+model.extra=1"]]
+    assert folder_naming_override(jobs) == (
+        "hydra.job.config.override_dirname.exclude_keys=['table']")
 
 
 def test_a_job_that_crashes_is_reported_and_the_sweep_finishes(tmp_path: Path) -> None:
@@ -170,9 +201,9 @@ def test_a_job_that_crashes_is_reported_and_the_sweep_finishes(tmp_path: Path) -
     summary = proc.stderr.split("1 of 2 jobs failed")[1]
     assert "#0 (model._target_=crashing_model.CrashingRCNN" in summary
     assert "RuntimeError: the test model crashed in training" in summary
-    assert "Traceback" in (sweep / "0" / "train.log").read_text()
+    assert "Traceback" in (job_dir(sweep, 0) / "train.log").read_text()
     # the job after it ran to the end, and the sweep says where to look at both
-    assert json.loads((sweep / "1" / "results.json").read_text())["epochs"] == 1
+    assert json.loads((job_dir(sweep, 1) / "results.json").read_text())["epochs"] == 1
     assert proc.stdout.count("tensorboard --logdir") == 1
     assert f"tensorboard --logdir {sweep}\n" in proc.stdout
 

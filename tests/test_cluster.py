@@ -23,6 +23,8 @@ from conftest import (
     assert_one_line_error,
     assert_same_run,
     cli_env,
+    hparams_table,
+    job_dir,
     run_cli,
     train_run,
     wait_for,
@@ -41,10 +43,12 @@ def test_a_sweep_through_the_submitit_launcher_runs_both_jobs_and_sums_them_up(
     sweep = tmp_path / "sweep"
     proc = run_cli("train", "-m", LOCAL, "trainer.seed=0,1", *QUICK, f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for job in ("0", "1"):
+    for job in ("0_trainer.seed=0", "1_trainer.seed=1"):  # named in the job's own process
         assert json.loads((sweep / job / "results.json").read_text())["test_top1"] is not None
     assert f"sweep done: 2 jobs, all finished ({sweep})" in proc.stdout
-    assert list(sweep.glob("events.out.tfevents.*")), "the sweep's HPARAMS table is missing"
+    assert "1_trainer.seed=1" in proc.stdout  # the summary's table, from the jobs' records
+    differs = [key for key, differs in hparams_table(sweep).columns if differs]
+    assert differs == ["trainer.seed"], "the sweep's HPARAMS table is missing"
 
 
 @pytest.mark.slow  # 14 s; a local sweep's failed job is in make test (test_cli)
@@ -56,7 +60,7 @@ def test_a_failed_job_of_a_submitit_sweep_is_named_and_fails_the_sweep(tmp_path:
     assert "sweep done: 1 of 2 jobs failed" in proc.stderr
     assert "#1 (trainer.batch_size=100000" in proc.stderr
     assert "trainer.batch_size=100000 is larger than" in proc.stderr
-    assert (sweep / "0" / "results.json").is_file()
+    assert (job_dir(sweep, 0) / "results.json").is_file()
 
 
 # -- the SLURM preset -------------------------------------------------------------------------

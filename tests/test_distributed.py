@@ -105,7 +105,11 @@ def test_two_ranks_write_one_run_directory_and_only_rank_0_writes(one_and_two) -
     assert sorted(p.name for p in (two / ".hydra").iterdir()) == [
         "config.yaml", "hydra.yaml", "overrides.yaml"]
     assert not list(two.glob(".hydra.*"))  # no rank moved another's .hydra aside
-    assert json.loads((two / "results.json").read_text())["run_dir"] == str(two)
+    results = json.loads((two / "results.json").read_text())
+    assert results["run_dir"] == str(two)
+    # the banner and results.json say how the run ran: torchrun's processes, their backend
+    assert "on cpu, 2 processes (gloo)" in log, log
+    assert (results["processes"], results["backend"]) == (2, "gloo")
 
 
 @pytest.fixture(scope="module")

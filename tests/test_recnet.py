@@ -442,8 +442,9 @@ def test_sweep_over_d_through_train_multirun(tmp_path: Path) -> None:
     proc = run_cli("train", "-m", *TINY, "model.d=[1,1,1],[2,2,2]",
                    f"hydra.sweep.dir={tmp_path}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = [json.loads((tmp_path / str(job) / "results.json").read_text())
-               for job in (0, 1)]
+    # each job's folder names its list value, without brackets or the commas between values
+    results = [json.loads((tmp_path / job / "results.json").read_text())
+               for job in ("0_model.d=1-1-1", "1_model.d=2-2-2")]
     assert [r["arch"] for r in results] == ["RecNet-6-2", "RecNet-12-4"]
     assert results[0]["params"] < results[1]["params"]
     assert all(r["test_top1"] is not None for r in results)

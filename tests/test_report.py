@@ -110,11 +110,13 @@ def test_a_row_run_other_than_its_preset_says_how_under_its_table(runs: Path,
     readme = (report / "README.md").read_text()
     table4 = readme.split("### RCNN Table 4", 1)[1].split("\n### ", 1)[0]
     assert "Runs († departs from its row's protocol, as listed):" in table4
+    # job 0, in a folder named by its row and seed (a preset's / made safe for a path)
     job = next(line for line in table4.splitlines() if line.startswith("- `")
-               and "table4/0`" in line)
+               and "table4/0_experiment=rcnn-t4_rcnn32,trainer.seed=0`" in line)
     assert ": changed on the command line: `model.K=4" in job and "trainer.epochs=2" in job
     assert "composes otherwise today" not in job  # the preset is as the run composed it
-    assert "trainer.seed" not in job and "dataset.root" not in job  # they change no protocol
+    changes = job.split(": changed on the command line: ", 1)[1]
+    assert "trainer.seed" not in changes and "dataset.root" not in changes  # no protocol's
 
 
 def test_every_row_of_every_table_is_listed_run_or_not(report: Path) -> None:
@@ -138,8 +140,8 @@ def test_a_recnet_row_is_compared_on_its_dataset_and_drawn_by_size(runs: Path,
     assert "recnet-size.png" in (report / "README.md").read_text()
 
 
-def test_any_sweep_gets_its_swept_keys_against_the_final_metrics(runs: Path,
-                                                                 report: Path) -> None:
+def test_any_sweep_gets_its_swept_keys_against_the_final_metrics_and_each_settings_spread(
+        runs: Path, report: Path) -> None:
     readme = (report / "README.md").read_text()
     assert "## Sweeps" in readme and "swept: `model.K`, `trainer.seed`" in readme
     by_job = {r["run_dir"].rsplit("/", 1)[1]: r for r in results_of(runs / "sweep")}
@@ -148,10 +150,12 @@ def test_any_sweep_gets_its_swept_keys_against_the_final_metrics(runs: Path,
         seed = next(o for o in r["overrides"] if o.startswith("trainer.seed=")).split("=")[1]
         assert f"| {job} | {model_k} | {seed} | {r['test_top1']:.2f} |" in readme
     assert any(report.glob("sweep-*-model-k.png"))
-    top1 = [r["test_top1"] for r in by_job.values()]
-    assert (f"Test top-1 over the 4 jobs: mean {statistics.fmean(top1):.2f} ± "
-            f"{statistics.stdev(top1):.2f} (sample std), min {min(top1):.2f}, "
-            f"max {max(top1):.2f}.") in readme
+    assert "over the 4 jobs" not in readme  # K=4 and K=8 are two settings, never pooled
+    for k in ("4", "8"):  # each setting's spread over its two seeds
+        top1 = [r["test_top1"] for r in by_job.values() if f"model.K={k}" in r["overrides"]]
+        assert (f"- `model.K={k}`: mean {statistics.fmean(top1):.2f} ± "
+                f"{statistics.stdev(top1):.2f} (sample std), min {min(top1):.2f}, "
+                f"max {max(top1):.2f} over 2 jobs.") in readme
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, REPO, compose_config, run_cli
+from conftest import QUICK, REPO, compose_config, job_dir, run_cli
 from omegaconf import OmegaConf
 
 from rcnnexp.data.tensor import training_share
@@ -41,7 +41,7 @@ def test_a_search_records_its_best_trial_by_validation_top1(search: Path) -> Non
 def test_a_trial_never_evaluates_the_test_split(search: Path) -> None:
     for trial in trials(search):
         assert trial["test_top1"] is None and trial["best_val_top1"] is not None
-    header = (search / "0" / "metrics.csv").read_text().splitlines()[0]
+    header = (job_dir(search, 0) / "metrics.csv").read_text().splitlines()[0]
     assert "val_top1" in header and "test" not in header
 
 

@@ -25,19 +25,25 @@ from conftest import (
     wait_for,
 )
 
-from rcnnexp.cli import compose
+from rcnnexp.cli import compose, name_job_folders, sweep_jobs
+from rcnnexp.engine.hparams import SWEEP_HPARAMS_SUFFIX
 from rcnnexp.engine.resume import RunStatus
 from rcnnexp.engine.rundir import lock_run_dir
-from rcnnexp.sweep_resume import Action, Job, job_folder, launches
+from rcnnexp.sweep_resume import Action, Job, job_directory, launches
 
 SEEDS = "trainer.seed=0,1,2"
+# each job's folder: its number and the value that tells it apart (rcnnexp.sweep.job_folder)
+JOB = {n: f"{n}_trainer.seed={n}" for n in range(3)}
 # three epochs a job: two left in job 1 after its first checkpoint, for the Ctrl-C to land in
 SWEEP = (*SMALL_RUN, "trainer.epochs=3")
 
 
 def files_of(folder: Path) -> dict[Path, tuple[int, bytes]]:
-    """Every file below ``folder`` with its modification time and contents."""
-    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
+    """Every file below ``folder`` with its modification time and contents, but the sweep's
+    HPARAMS table, which the sweep writes anew at its end into its first job's TensorBoard
+    folder (rcnnexp.sweep.write_hparams_table)."""
+    return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*")
+            if p.is_file() and not p.name.endswith(SWEEP_HPARAMS_SUFFIX)}
 
 
 def continue_command(output: str) -> list[str]:
@@ -52,17 +58,17 @@ def test_a_sweep_interrupted_in_its_second_job_continues_where_it_stopped(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], backends_restored: None) -> None:
     sweep = tmp_path / "sweep"
     proc = start_train(["-m", SEEDS, *SWEEP, f"hydra.sweep.dir={sweep}"])
-    wait_for(sweep / "1" / "checkpoints" / "last.pt", proc)  # job 1's first epoch is done
+    wait_for(sweep / JOB[1] / "checkpoints" / "last.pt", proc)  # job 1's first epoch is done
     proc.send_signal(signal.SIGINT)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 128 + signal.SIGINT, out[-3000:]
-    assert (sweep / "0" / "results.json").is_file()
-    assert not (sweep / "1" / "results.json").exists() and not (sweep / "2").exists()
+    assert (sweep / JOB[0] / "results.json").is_file()
+    assert not (sweep / JOB[1] / "results.json").exists() and not (sweep / JOB[2]).exists()
     # the line names the command that continues the whole sweep, not job 1 alone
     command = continue_command(out)
     assert command[0] == "-m" and SEEDS in command and "trainer.resume=auto" in command
     assert f"hydra.sweep.dir={sweep}" in command
-    finished = files_of(sweep / "0")
+    finished = files_of(sweep / JOB[0])
 
     dry = in_process(capsys, "train", *command, "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
@@ -76,16 +82,18 @@ def test_a_sweep_interrupted_in_its_second_job_continues_where_it_stopped(
     assert "1 finished before (skipped), 1 resume from their checkpoints, 1 to run" in rerun.stdout
     assert "  skipped #0 (trainer.seed=0 " in rerun.stdout
     assert "  resumes #1 (trainer.seed=1 " in rerun.stdout
-    assert files_of(sweep / "0") == finished  # not trained again, not even touched
-    assert "resumed from" in (sweep / "1" / "train.log").read_text()
+    assert files_of(sweep / JOB[0]) == finished  # not trained again, not even touched
+    assert "resumed from" in (sweep / JOB[1] / "train.log").read_text()
     whole = tmp_path / "whole"
     train_in_process(whole, "trainer.epochs=3", "trainer.seed=1")
-    assert_same_run(sweep / "1", whole)  # bit for bit, as an uninterrupted job
-    assert json.loads((sweep / "2" / "results.json").read_text())["seed"] == 2
+    assert_same_run(sweep / JOB[1], whole)  # bit for bit, as an uninterrupted job
+    assert json.loads((sweep / JOB[2] / "results.json").read_text())["seed"] == 2
     # the sweep's summary and its HPARAMS table cover all three jobs, the skipped one too
     assert f"sweep done: 3 jobs, all finished, 1 of them before this run ({sweep})" in (
         rerun.stdout)
-    assert sorted(hparams_table(sweep).rows) == ["0/tb", "1/tb", "2/tb"]
+    table = rerun.stdout.split("sweep done:")[1]
+    assert all(f"  {JOB[n]}\n" in table for n in range(3))  # the jobs' table lists all three
+    assert len(hparams_table(sweep).rows) == 3
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +115,26 @@ def test_a_sweep_run_again_without_resume_is_refused_and_writes_nothing(
     assert files_of(finished_sweep) == before
 
 
-def test_another_sweep_into_a_sweeps_folder_is_refused_and_writes_nothing(
+def test_another_sweep_into_the_folders_of_a_sweep_is_refused_and_writes_nothing(
         finished_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Folders named alike (the same seeds swept) whose jobs ran with another fixed value."""
+    before = files_of(finished_sweep)
+    proc = in_process(capsys, "train", "-m", "trainer.seed=0,1", *QUICK, "trainer.epochs=2",
+                      "trainer.resume=auto", f"hydra.sweep.dir={finished_sweep}")
+    assert_one_line_error(proc, "holds another sweep", f"job #0 ({finished_sweep / JOB[0]}) "
+                          "ran trainer.epochs=1", "this sweep's #0 has trainer.epochs=2")
+    assert files_of(finished_sweep) == before
+
+
+def test_a_sweep_beside_another_sweeps_jobs_is_refused_and_writes_nothing(
+        finished_sweep: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder that holds a run but is none of the sweep's jobs' (seed 1's, where this
+    sweep has seed 5) is another sweep's: the two are not mixed in one folder."""
     before = files_of(finished_sweep)
     proc = in_process(capsys, "train", "-m", "trainer.seed=0,5", *QUICK, "trainer.resume=auto",
                       f"hydra.sweep.dir={finished_sweep}")
-    assert_one_line_error(proc, "holds another sweep", f"job #1 ({finished_sweep / '1'}) ran "
-                          "trainer.seed=1", "this sweep's #1 has trainer.seed=5")
+    assert_one_line_error(proc, "holds runs in folders that are none of this sweep's jobs' "
+                          f"({JOB[1]})", "give this one another folder")
     assert files_of(finished_sweep) == before
 
 
@@ -123,13 +144,13 @@ def test_a_sweep_extended_by_a_seed_runs_only_its_new_job_through_submitit(
     submitit launcher gets the new job alone, with its own number (folder 2)."""
     sweep = tmp_path / "sweep"
     shutil.copytree(finished_sweep, sweep)
-    before = [files_of(sweep / job) for job in ("0", "1")]
+    before = [files_of(sweep / JOB[n]) for n in (0, 1)]
     proc = run_cli("train", "-m", "hydra/launcher=submitit_local", SEEDS, *QUICK,
                    "trainer.resume=auto", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 finished before (skipped), 0 resume from their checkpoints, 1 to run" in proc.stdout
-    assert [files_of(sweep / job) for job in ("0", "1")] == before
-    assert json.loads((sweep / "2" / "results.json").read_text())["seed"] == 2
+    assert [files_of(sweep / JOB[n]) for n in (0, 1)] == before
+    assert json.loads((sweep / JOB[2] / "results.json").read_text())["seed"] == 2
     assert f"sweep done: 3 jobs, all finished, 2 of them before this run ({sweep})" in (
         proc.stdout)
 
@@ -147,14 +168,20 @@ def test_a_dry_run_names_the_job_whose_dataset_is_not_on_disk(
     assert not data.exists()  # looked for, never fetched or made
 
 
-def test_a_jobs_folder_is_the_one_its_subdir_pattern_names_with_or_without_resume() -> None:
-    """hydra.sweep.subdir may name folders by the jobs' overrides: continuing the sweep
-    (trainer.resume=auto, which the jobs' overrides then hold) finds the same folders."""
-    pattern = ("hydra.sweep.dir=/sweeps/a", "hydra.sweep.subdir=${hydra.job.num}_"
-               "${hydra.job.override_dirname}", "model.K=32")
-    first = compose([*pattern], hydra_node=True)
-    again = compose([*pattern, "trainer.resume=auto"], hydra_node=True)
-    assert job_folder(first, 3) == job_folder(again, 3) == Path("/sweeps/a/3_model.K=32")
+def test_a_continued_sweep_finds_its_jobs_in_the_folders_they_were_given() -> None:
+    """The folders are named by the values that tell the jobs apart; trainer.resume=auto,
+    which continuing adds to every job, leaves the names as they were."""
+
+    def folders(*args: str) -> list[Path]:
+        overrides = [*args, "hydra.sweep.dir=/sweeps/a"]
+        jobs = sweep_jobs(overrides, multirun=True)
+        naming = name_job_folders(overrides, jobs)
+        return [job_directory(compose([*job, *naming], hydra_node=True), num)
+                for num, job in enumerate(jobs)]
+
+    assert folders("model.K=8,16", "trainer.epochs=1") == folders(
+        "model.K=8,16", "trainer.epochs=1", "trainer.resume=auto") == [
+        Path("/sweeps/a/0_model.K=8"), Path("/sweeps/a/1_model.K=16")]
 
 
 def job(num: int, status: RunStatus) -> Job:
@@ -184,7 +211,7 @@ def test_ctrl_c_to_a_submitit_sweep_names_the_command_that_continues_it(tmp_path
     sweep = tmp_path / "sweep"
     proc = start_train(["-m", "hydra/launcher=submitit_local", "trainer.seed=0,1", *SWEEP,
                         f"hydra.sweep.dir={sweep}"], group=True)
-    wait_for(sweep / "0" / "checkpoints" / "last.pt", proc)
+    wait_for(sweep / JOB[0] / "checkpoints" / "last.pt", proc)
     os.killpg(proc.pid, signal.SIGINT)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == 128 + signal.SIGINT, out[-3000:]
@@ -193,7 +220,7 @@ def test_ctrl_c_to_a_submitit_sweep_names_the_command_that_continues_it(tmp_path
     rerun = run_cli("train", *continue_command(out))
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "sweep done: 2 jobs, all finished" in rerun.stdout
-    assert "resumed from" in (sweep / "0" / "train.log").read_text()
+    assert "resumed from" in (sweep / JOB[0] / "train.log").read_text()
 
 
 def test_a_sweep_whose_job_still_trains_elsewhere_is_not_continued_beside_it(
@@ -202,12 +229,12 @@ def test_a_sweep_whose_job_still_trains_elsewhere_is_not_continued_beside_it(
     its folder's lock, and the sweep is not continued until it ends."""
     sweep = tmp_path / "sweep"
     shutil.copytree(finished_sweep, sweep)
-    handle = lock_run_dir(sweep / "1")  # as the job's own process holds it while it trains
+    handle = lock_run_dir(sweep / JOB[1])  # as the job's own process holds it while it trains
     try:
         proc = in_process(capsys, "train", "-m", "trainer.seed=0,1", *QUICK,
                           "trainer.resume=auto", f"hydra.sweep.dir={sweep}")
     finally:
         assert handle is not None
         handle.close()
-    assert_one_line_error(proc, f"job #1 ({sweep / '1'}) is training in another rcnnexp "
+    assert_one_line_error(proc, f"job #1 ({sweep / JOB[1]}) is training in another rcnnexp "
                           f"process (pid {os.getpid()})", "wait for its jobs to end")

@@ -160,6 +160,21 @@ def test_a_run_in_bf16_or_tf32_is_marked_for_its_precision(tmp_path: Path) -> No
     assert reasons(plain) == []
 
 
+def test_a_cuda_run_told_the_papers_fp32_on_its_command_line_has_no_dagger(
+        tmp_path: Path) -> None:
+    """trainer.precision and trainer.tf32 are judged by what the run trained in (results.json),
+    not as command-line changes: fp32 without TF32 is the papers' arithmetic, bf16 is marked
+    once, for its precision."""
+    fp32 = write_run_files(tmp_path / "fp32", [PRESET, "trainer.precision=fp32",
+                                               "trainer.tf32=false"], dataset="mnist",
+                           device="cuda:0", tf32=False)
+    assert reasons(fp32) == []
+    bf16 = write_run_files(tmp_path / "bf16", [PRESET, "trainer.precision=bf16"],
+                           dataset="mnist", device="cuda:0", precision="bf16", tf32=True)
+    assert reasons(bf16) == ["trained in precision=bf16 (mixed precision) on cuda:0; the "
+                             "papers trained in fp32"]
+
+
 def test_a_cuda_run_that_predates_the_tf32_record_is_judged_by_its_stored_config(
         tmp_path: Path) -> None:
     old = write_run_files(tmp_path / "old", [PRESET], dataset="mnist", device="cuda:0")

@@ -70,6 +70,11 @@ class TrainerConfig:
     eval_test: bool = True
     log_every: int = 10  # iterations between step-level TensorBoard scalars
     workers: int = 4  # DataLoader worker processes, for datasets that read files
+    # CPU threads of this process's kernels. null: chosen at the start
+    # (rcnnexp/engine/threads.py): OMP_NUM_THREADS where set, else one thread for a step too
+    # small to split (two threads on a core another process holds wait on each other: the
+    # default run went from 27 s to over 300 s), else the cores this process may use
+    threads: int | None = None
     progress: bool = True  # tqdm bars on a terminal; plain lines otherwise
     # RCNN's protocol: train with the validation split (stage 1), then retrain from scratch
     # on training + validation images for as many epochs, the learning rate set as stage 1
@@ -97,6 +102,8 @@ class TrainerConfig:
         positive("trainer.eval_every", self.eval_every)
         positive("trainer.log_every", self.log_every)
         non_negative("trainer.workers", self.workers)
+        if self.threads is not None:
+            positive("trainer.threads", self.threads)
         seed("trainer.seed", self.seed)
         require(self.resume != "", "trainer.resume must be null, 'auto' or a checkpoint path")
         if self.checkpoint_every_steps is not None:

@@ -43,6 +43,11 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def backend_name() -> str | None:
+    """The process group's backend (``gloo``, ``nccl``), None for one process."""
+    return str(dist.get_backend()) if is_distributed() else None
+
+
 def join_process_group(device: torch.device, world_size: int) -> None:
     """Create the default process group from torchrun's environment, once per process
     (``world_size`` > 1; nothing for one process). NCCL on CUDA, gloo on CPU."""

@@ -4,14 +4,19 @@ metrics, and for a sweep one table over all its jobs.
 TensorBoard builds the table from three kinds of records (its hparams plugin's protos):
 
 - a *session start* per run: the run's values. Each run writes one (:func:`session_start`).
-- an *experiment*: which columns there are and which come first. TensorBoard takes the first
-  it finds under its logdir, so a run writes none (with none, TensorBoard makes the columns
-  from every run's values), and a sweep writes one at its end for all its jobs
-  (:func:`write_sweep_hparams`): the union of their keys, with what tells the jobs apart first.
+- an *experiment*: which columns there are and which of them differ between the runs.
+  TensorBoard takes the first it finds under its logdir, so a run writes none (with none,
+  TensorBoard makes the columns from every run's values), and a sweep writes one at its end
+  for all its jobs (:func:`write_sweep_hparams`), into its first job's own TensorBoard folder:
+  a folder of its own would be listed as a run with nothing in it.
 - metrics: the last value of a scalar series. results.json's final metrics are written into
   the run's ``final`` sub-run, each on the curve it is a point of (``test_top1`` on
   ``test/top1``), so the Scalars tab shows them as points on the real curves rather than as
   charts of one point each.
+
+How the tab shows them (TensorBoard 2.21, checked in its code): the columns that differ first,
+each group by name, the first five shown and the others listed to tick; every number printed
+with five significant digits (32 as ``32.000``), so integers are written as text.
 """
 
 from __future__ import annotations
@@ -29,9 +34,8 @@ FINAL_METRICS = {
     "images_per_s": "time/images_per_s",
 }
 FINAL_RUN = "final"  # the sub-run of a run's tb/ that holds them
-# the chosen options that say what a run is (results.json's identity): first in a sweep's
-# table even where every job chose the same
-FIRST_CHOICES = ("model", "dataset", "experiment")
+# the end of the name of the event file that holds a sweep's experiment (its HPARAMS columns)
+SWEEP_HPARAMS_SUFFIX = ".sweep-hparams"
 # config keys that describe how a run is executed or stored, not what it trains
 BOOKKEEPING = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.log_every",
                "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
@@ -74,18 +78,28 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def shown_value(value: HParam) -> bool | float | str:
+    """A value as TensorBoard is given it: an integer as text, since the tab prints every
+    number with five significant digits (``model.K`` 32 as ``32.000``); a float as a number,
+    which the tab's plots can place on an axis."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 def session_start(hparams: Mapping[str, HParam]) -> Any:
     """The Summary that records a run's values (TensorBoard: one row of HPARAMS)."""
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     start = plugin_data_pb2.SessionStartInfo()
     for key, value in hparams.items():
-        if isinstance(value, bool):
-            start.hparams[key].bool_value = value
-        elif isinstance(value, int | float):
-            start.hparams[key].number_value = value
+        shown = shown_value(value)
+        if isinstance(shown, bool):
+            start.hparams[key].bool_value = shown
+        elif isinstance(shown, float):
+            start.hparams[key].number_value = shown
         else:
-            start.hparams[key].string_value = value
+            start.hparams[key].string_value = shown
     return _summary("session_start_info", plugin_data_pb2.HParamsPluginData(
         session_start_info=start))
 
@@ -102,9 +116,12 @@ def experiment(jobs: Sequence[Mapping[str, HParam]]) -> Any:
     """The Summary that declares a sweep's columns: every key any job has, and its final
     metrics.
 
-    A key whose value differs between jobs, or that some jobs lack (``model.K`` in
-    ``-m model=rcnn,recnet_30_60``), and the :data:`FIRST_CHOICES` are marked ``differs``:
-    TensorBoard lists those first and shows the first five of them by default.
+    A key whose value differs between the jobs that have it is marked ``differs``, whether
+    the command line set it or a preset did (``-m model=rcnn,recnet_30_60``: ``model``, and
+    the learning rate and batch size each model's preset sets): TensorBoard lists those
+    first and shows them by default. A key only some jobs have, each the same value
+    (``model.K`` of the RCNN job alone), is told apart by the choice that brought it
+    (``model``), and is hidden by default like every key that never changes.
     """
     from google.protobuf import struct_pb2
     from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
@@ -112,25 +129,24 @@ def experiment(jobs: Sequence[Mapping[str, HParam]]) -> Any:
     keys = list(dict.fromkeys(k for job in jobs for k in job))
     infos = []
     for key in keys:
-        values = [job[key] for job in jobs if key in job]
-        distinct = set(map(repr, values))
-        info = api_pb2.HParamInfo(name=key, differs=key in FIRST_CHOICES
-                                  or len(values) < len(jobs) or len(distinct) > 1)
+        values = [shown_value(job[key]) for job in jobs if key in job]
+        info = api_pb2.HParamInfo(name=key, differs=len(set(map(repr, values))) > 1)
         if all(isinstance(v, bool) for v in values):
             info.type = api_pb2.DATA_TYPE_BOOL
             info.domain_discrete.CopyFrom(struct_pb2.ListValue(
                 values=[struct_pb2.Value(bool_value=v) for v in sorted(set(values))]))
-        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        elif all(isinstance(v, float) for v in values):
             info.type = api_pb2.DATA_TYPE_FLOAT64
-            info.domain_interval.min_value = float(min(values))  # type: ignore[type-var]
-            info.domain_interval.max_value = float(max(values))  # type: ignore[type-var]
+            info.domain_interval.min_value = min(values)  # type: ignore[type-var]
+            info.domain_interval.max_value = max(values)  # type: ignore[type-var]
         else:
-            # mixed types (null in one job, 161 in another) get no domain: a domain of one
+            # mixed types (null in one job, 0.5 in another) get no domain: a domain of one
             # type would filter out the rows whose value has the other
             info.type = api_pb2.DATA_TYPE_STRING
             if all(isinstance(v, str) for v in values):
                 info.domain_discrete.CopyFrom(struct_pb2.ListValue(
-                    values=[struct_pb2.Value(string_value=v) for v in sorted(set(values))]))
+                    values=[struct_pb2.Value(string_value=v)
+                            for v in sorted(set(values), key=_text_order)]))
         infos.append(info)
     metrics = [api_pb2.MetricInfo(name=api_pb2.MetricName(group=FINAL_RUN, tag=tag),
                                   display_name=name,
@@ -140,18 +156,24 @@ def experiment(jobs: Sequence[Mapping[str, HParam]]) -> Any:
         experiment=api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)))
 
 
-def write_sweep_hparams(sweep_dir: Path, jobs: Sequence[Mapping[str, HParam]]) -> None:
-    """Write the sweep's experiment (:func:`experiment`) into ``sweep_dir`` itself, the
-    directory ``tensorboard --logdir`` is pointed at, in place of the one an earlier run of
-    the sweep wrote there (a sweep continued in its folder: one table of all its jobs)."""
+def _text_order(value: Any) -> tuple[bool, int, str]:
+    """Integers written as text by their number (8 before 16), before any other text."""
+    text = str(value)
+    number = text.lstrip("-")
+    return (not number.isdigit(), int(text) if number.isdigit() else 0, text)
+
+
+def write_sweep_hparams(tb_dir: Path, jobs: Sequence[Mapping[str, HParam]]) -> None:
+    """Write the sweep's experiment (:func:`experiment`) into ``tb_dir``, a run's TensorBoard
+    folder, in an event file of its own (named ``...`` :data:`SWEEP_HPARAMS_SUFFIX`) that
+    replaces an earlier one there: TensorBoard keeps the first experiment it reads."""
     from torch.utils.tensorboard.writer import FileWriter
 
-    earlier = list(sweep_dir.glob("events.out.tfevents.*"))
-    writer = FileWriter(str(sweep_dir))
+    for earlier in tb_dir.glob(f"*{SWEEP_HPARAMS_SUFFIX}"):
+        earlier.unlink()
+    writer = FileWriter(str(tb_dir), filename_suffix=SWEEP_HPARAMS_SUFFIX)
     writer.add_summary(experiment(jobs))
     writer.close()
-    for path in earlier:
-        path.unlink(missing_ok=True)
 
 
 def _summary(kind: str, data: Any) -> Any:

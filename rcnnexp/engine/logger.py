@@ -19,6 +19,7 @@ from typing import Any
 from rcnnexp.engine.hparams import FINAL_METRICS, FINAL_RUN, HParam, session_end, session_start
 from rcnnexp.engine.storage import NO_SPACE, atomic_write, no_space_error
 
+TB_FOLDER = "tb"  # a run's TensorBoard events: <run dir>/tb
 
 class RunLogger:
     def __init__(self, run_dir: Path, enabled: bool = True, purge_step: int | None = None
@@ -32,7 +33,7 @@ class RunLogger:
 
             # purge_step makes TensorBoard drop what an interrupted run logged after the
             # checkpoint it resumes from, so the resumed run continues the same curves
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
+            self.writer = SummaryWriter(log_dir=str(run_dir / TB_FOLDER), purge_step=purge_step)
             quiet_tensorboard_thread_errors()
 
     def scalar(self, tag: str, value: float, step: int) -> None:
@@ -61,7 +62,7 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         try:
-            final = SummaryWriter(log_dir=str(self.run_dir / "tb" / FINAL_RUN))
+            final = SummaryWriter(log_dir=str(self.run_dir / TB_FOLDER / FINAL_RUN))
             for name, tag in FINAL_METRICS.items():
                 value = metrics.get(name)
                 if isinstance(value, int | float) and math.isfinite(value):
@@ -109,7 +110,7 @@ class RunLogger:
         """A failed TensorBoard write: a full disk gets the one line that says so."""
         self.writer = None  # its writer thread has stopped: nothing more can be written
         if err.errno in NO_SPACE:
-            return no_space_error(self.run_dir / "tb", None)
+            return no_space_error(self.run_dir / TB_FOLDER, None)
         return err
 
 

@@ -11,12 +11,13 @@ from typing import Any
 from rcnnexp.config import Config
 from rcnnexp.config.root import PaperResult
 from rcnnexp.engine.build import count_params
+from rcnnexp.engine.distributed import backend_name
 from rcnnexp.engine.trainer import Trainer
 from rcnnexp.models.base import ImageClassifier
 
 
 def summarize(typed: Config, identity: dict[str, Any], model: ImageClassifier, flops: int,
-              trainer: Trainer) -> dict[str, Any]:
+              trainer: Trainer, threads: int) -> dict[str, Any]:
     """results.json: the run's identity, its best-epoch metrics, and what it cost.
 
     ``identity`` holds what the command line knows: ``model``, ``dataset``, ``experiment``
@@ -58,6 +59,11 @@ def summarize(typed: Config, identity: dict[str, Any], model: ImageClassifier, f
         "images_per_s": images / max(train_time, 1e-9),
         "seed": typed.trainer.seed,
         "device": str(trainer.runtime.device),
+        # how it ran there: torchrun's processes and their backend (null for one), and each
+        # process's CPU threads (trainer.threads as it resolved: the sums' order depends on it)
+        "processes": trainer.runtime.world_size,
+        "backend": backend_name(),
+        "threads": threads,
         "precision": trainer.runtime.precision,
         # TF32 products in fp32 matmuls and convolutions (trainer.tf32 on CUDA), which the
         # report marks: the papers trained in full fp32

@@ -28,14 +28,17 @@ from rcnnexp.engine.stages import Stage, plan_stages
 from rcnnexp.errors import CheckpointError, ConfigError
 
 # config keys that change nothing a run computes: how it is watched and saved, where it runs
-# and in which kernels (compile, channels_last: the same sums), and what only describes it
-# (the paper's row it is compared with; the pretrained checkpoints a table offers, whose use
-# is finetune.checkpoint, compared itself). The report compares a run's config with its
-# preset's as it composes today on every other key (rcnnexp/report/protocol.py)
+# and in which kernels (compile, channels_last: the same sums), where its data lies (the
+# same files, moved: a run continued on another machine, or on a node's local copy), and
+# what only describes it (the paper's row it is compared with; the pretrained checkpoints a
+# table offers, whose use is finetune.checkpoint, compared itself). The report compares a
+# run's config with its preset's as it composes today on every other key
+# (rcnnexp/report/protocol.py)
 RUN_DESCRIPTION = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer.device",
                    "trainer.eval_batch_size", "trainer.log_every", "paper",
                    "finetune.pretrained", "trainer.compile", "trainer.channels_last",
-                   "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes")
+                   "trainer.checkpoint_every_steps", "trainer.checkpoint_every_minutes",
+                   "trainer.threads", "dataset.root", "dataset.download")
 # keys that may differ between a checkpoint and the run that resumes it: those, and the
 # epochs, which a resumed run may extend
 RESUMABLE_CHANGES = (*RUN_DESCRIPTION, "trainer.epochs")

@@ -30,6 +30,7 @@ from rcnnexp.engine.build import (
 from rcnnexp.engine.checkpoint import TRAINING_KEYS, load_checkpoint, load_model_state
 from rcnnexp.engine.cluster import use_slurm_environment
 from rcnnexp.engine.distributed import (
+    backend_name,
     broadcast_object,
     finish_together,
     launcher_words,
@@ -53,9 +54,10 @@ from rcnnexp.engine.resume import (
     resume_hint,
     resume_point,
 )
-from rcnnexp.engine.runtime import make_runtime, rank_seed, seed_everything
+from rcnnexp.engine.runtime import Runtime, make_runtime, rank_seed, seed_everything
 from rcnnexp.engine.stages import Stage, plan_stages, stage_results
 from rcnnexp.engine.summary import count_flops, layer_table
+from rcnnexp.engine.threads import TRAIN_STEP_FACTOR, apply_threads, choose_threads
 from rcnnexp.engine.trainer import Trainer, train_steps_per_epoch
 from rcnnexp.errors import CheckpointError, ConfigError, UserError
 
@@ -171,6 +173,10 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     if typed.finetune.checkpoint:
         apply_finetune(model, typed.finetune.checkpoint, typed.finetune.trainable)
     flops = count_flops(model, data.spec)
+    threads = choose_threads(
+        tc.threads, TRAIN_STEP_FACTOR * flops * per_rank_batch(tc.batch_size, runtime.world_size),
+        runtime.device.type)
+    apply_threads(threads)
     data.setup(runtime.device, tc.workers, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, tc.batch_size, runtime.world_size)
     iters = train_steps_per_epoch(data, per_rank_batch(tc.batch_size, runtime.world_size),
@@ -209,9 +215,10 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         if stage.label:
             log.info("%s: %s training images%s", stage.label,
                      f"{data.num_examples('train'):,}", retrain_note(stage))
-        log.info("%s on %s: %s parameters, %s FLOPs/image; %d epochs of %d steps on %s",
+        log.info("%s on %s: %s parameters, %s FLOPs/image; %d epochs of %d steps on %s, %s",
                  model.arch, ctx.choices.get("dataset", type(data).__name__),
-                 f"{count_params(model):,}", f"{flops:,}", tc.epochs, iters, runtime.device)
+                 f"{count_params(model):,}", f"{flops:,}", tc.epochs, iters,
+                 where_it_runs(runtime), threads.describe())
         if tc.limit_batches is not None:
             log.info("a check run (trainer.limit_batches=%d): at most %d batches an epoch and "
                      "a split's evaluation; its results are not a real run's",
@@ -249,7 +256,7 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     progress.close()
 
     identity = {**ctx.choices, "overrides": ctx.overrides, "run_dir": ctx.run_dir}
-    results = summarize(typed, identity, model, flops, trainer)
+    results = summarize(typed, identity, model, flops, trainer, threads.count)
     results["stage"] = stage.name
     results["schedule_replay"] = schedule.replay()
     if stage.tune is not None:
@@ -259,6 +266,13 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
         logger.json("results.json", results)
     logger.close()
     return results
+
+
+def where_it_runs(runtime: Runtime) -> str:
+    """``cpu``, ``cuda:0``, or ``cpu, 2 processes (gloo)`` for a torchrun run: the banner's."""
+    if runtime.world_size == 1:
+        return str(runtime.device)
+    return f"{runtime.device.type}, {runtime.world_size} processes ({backend_name()})"
 
 
 def check_data_for_stage(cfg: DictConfig, data: DataModule, stage: Stage, batch_size: int,
@@ -299,6 +313,8 @@ def evaluate_checkpoint(cfg: DictConfig, checkpoint: Path, split: str) -> dict[s
     check_same_data_shape(ckpt, data.spec, checkpoint)
     model = build_model(cfg.model, data.spec).to(runtime.device)  # eager, as training evaluates
     load_model_state(model, ckpt["model"], str(checkpoint))
+    apply_threads(choose_threads(typed.trainer.threads, count_flops(model, data.spec)
+                                 * typed.trainer.eval_batch_size, runtime.device.type))
     data.setup(runtime.device, typed.trainer.workers)
     if split not in data.splits:
         raise ConfigError(f"split={split}: this dataset has only {', '.join(data.splits)}")

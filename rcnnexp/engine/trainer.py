@@ -57,6 +57,21 @@ def train_steps_per_epoch(data: DataModule, batch_size: int, world_size: int,
     return total if limit_batches is None else min(total, limit_batches)
 
 
+# the per-epoch scalars again, under this prefix with the epoch as their step: curves of runs
+# with other batch sizes (other steps an epoch) line up there
+EPOCH_AXIS = "epoch/"
+
+
+def epoch_curves(row: dict[str, Any]) -> dict[str, float]:
+    """An epoch's row (metrics.csv's) as the tags it has on the step axis: ``val_top1`` ->
+    ``val/top1``, ``train_loss`` -> ``train/loss``, ``lr`` -> ``train/lr``, the timings
+    under ``time/``."""
+    tags = {"lr": "train/lr", "epoch_time_s": "time/epoch_time_s",
+            "images_per_s": "time/images_per_s"}
+    return {tags.get(key, key.replace("_", "/", 1)): value for key, value in row.items()
+            if key != "epoch"}
+
+
 @dataclass
 class TrainState:
     """Counters that, with the module states, define where a run is."""
@@ -219,6 +234,10 @@ class Trainer:
             self.state.history.append(row)
             self.logger.metrics_csv(self.state.history)
             self.save(is_best)
+            # logged once the epoch is in a checkpoint, so that a resumed run never logs an
+            # epoch twice: resuming, TensorBoard drops what came after the checkpoint's step,
+            # which an epoch number (at most the steps done) never reaches
+            self.logger.scalars(epoch_curves(row), epoch + 1, prefix=EPOCH_AXIS)
             self.logger.flush()
             self.progress.epoch_done(self._epoch_line(row))
             # asked of any rank during the epoch or since: the checkpoint of every rank is

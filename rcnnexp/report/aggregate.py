@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rcnnexp.report.catalogue import PaperNumber, PaperRow, PaperTable
 from rcnnexp.report.interval import Interval, interval, verdict
-from rcnnexp.report.runs import Run
+from rcnnexp.report.runs import Run, job_order
 
 
 @dataclass
@@ -87,28 +87,46 @@ def unmatched_paper_runs(rows: list[RowResult], runs: list[Run]) -> list[Run]:
     return [r for r in runs if r.paper and r.counts_for_its_row and id(r) not in matched]
 
 
+def is_seed(key: str) -> bool:
+    """A key whose values repeat a setting rather than change it (``trainer.seed``,
+    ``dataset.split_seed``): jobs that differ in these alone are pooled into mean ± std."""
+    return key.endswith("seed")
+
+
 @dataclass
 class Sweep:
     directory: Path
-    runs: list[Run]
+    runs: list[Run]  # in job order
     keys: list[str]  # the overrides whose values differ between its jobs
 
     def value(self, run: Run, key: str) -> str:
         return run.overrides().get(key, "")
 
-    def numeric_keys(self) -> list[str]:
-        """Swept keys whose every value is a number (they get a plot); not the seed, whose
-        runs are repeats rather than settings."""
-        out = []
-        for key in self.keys:
-            if key.endswith("seed"):
-                continue
-            try:
-                [float(self.value(r, key)) for r in self.runs]
-            except ValueError:
-                continue
-            out.append(key)
+    @property
+    def setting_keys(self) -> list[str]:
+        """The swept keys that change what a job runs: all but the seeds."""
+        return [k for k in self.keys if not is_seed(k)]
+
+    def setting(self, run: Run) -> tuple[str, ...]:
+        """The job's values of :attr:`setting_keys`: jobs with the same setting differ in
+        their seed alone."""
+        return tuple(self.value(run, k) for k in self.setting_keys)
+
+    def settings(self) -> dict[tuple[str, ...], list[Run]]:
+        """The jobs by setting, in job order: the only groups a mean ± std may pool (a mean
+        over different models or rates would describe none of them)."""
+        out: dict[tuple[str, ...], list[Run]] = {}
+        for run in self.runs:
+            out.setdefault(self.setting(run), []).append(run)
         return out
+
+    def numeric(self, key: str) -> bool:
+        """Whether every job's value of ``key`` is a number (drawn on a numeric axis)."""
+        try:
+            [float(self.value(r, key)) for r in self.runs]
+        except ValueError:
+            return False
+        return True
 
 
 def find_sweeps(runs: list[Run]) -> list[Sweep]:
@@ -124,8 +142,10 @@ def find_sweeps(runs: list[Run]) -> list[Sweep]:
             keys += [k for k in run.overrides() if k not in keys]
         swept = [k for k in keys
                  if len({r.overrides().get(k, "") for r in members}) > 1]
+        members.sort(key=lambda r: job_order(r.directory))
         sweeps.append(Sweep(directory, members, swept))
     return sweeps
 
 
-__all__ = ["RowResult", "Sweep", "find_sweeps", "match_rows", "unmatched_paper_runs"]
+__all__ = ["RowResult", "Sweep", "find_sweeps", "is_seed", "match_rows",
+           "unmatched_paper_runs"]

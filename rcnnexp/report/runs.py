@@ -25,10 +25,14 @@ from rcnnexp.report.interval import OFFICIAL_TEST_IMAGES
 
 # command-line keys that do not change a run's protocol or result: the run's bookkeeping
 # (where and how it runs and is stored, resuming included; the kernels it runs in and the
-# cluster it ran on), what names it, and the seed, which the report shows in a column of its own
+# cluster it ran on), what names it, and the seed, which the report shows in a column of its
+# own. The arithmetic (trainer.precision, trainer.tf32) is judged by what the run trained in
+# (rcnnexp/report/protocol.py: arithmetic), not by the command line: a GPU run told
+# trainer.precision=fp32 trainer.tf32=false trains as the papers did
 DESCRIPTIVE = frozenset({*BOOKKEEPING, "experiment", "table", "name", "trainer.seed",
                          "trainer.device", "trainer.eval_batch_size", "trainer.compile",
-                         "trainer.channels_last", "cluster"})
+                         "trainer.channels_last", "cluster", "trainer.precision",
+                         "trainer.tf32"})
 
 
 @dataclass
@@ -112,6 +116,20 @@ class Run:
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
+def job_number(directory: Path) -> int | None:
+    """The number Hydra gave a sweep's job, from its folder's name: ``3``, or ``3_model.K=32``
+    where the folder also names the job's swept values; None for any other folder."""
+    number, sep, values = directory.name.partition("_")
+    return int(number) if number.isdigit() and bool(values) == bool(sep) else None
+
+
+def job_order(directory: Path) -> tuple[int, str]:
+    """A sweep's jobs in the order Hydra numbered them (3 before 10), other folders last by
+    name."""
+    number = job_number(directory)
+    return (1 << 30, directory.name) if number is None else (number, directory.name)
+
+
 def read_history(path: Path) -> list[dict[str, float]]:
     """metrics.csv as numbers (empty cells left out); [] when there is none."""
     if not path.is_file():
@@ -193,4 +211,5 @@ def find_runs(paths: list[Path], warn: Callable[[str], None] | None = None) -> l
     return [run for run in seen.values() if run is not None]
 
 
-__all__ = ["OPTUNA_RESULTS", "NotARun", "Run", "find_runs", "load_run", "read_history"]
+__all__ = ["OPTUNA_RESULTS", "NotARun", "Run", "find_runs", "job_number", "job_order",
+           "load_run", "read_history"]

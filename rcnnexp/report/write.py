@@ -33,6 +33,7 @@ from rcnnexp.report.aggregate import (
 )
 from rcnnexp.report.catalogue import PaperTable, load_tables
 from rcnnexp.report.interval import Z95
+from rcnnexp.report.labels import run_labels
 from rcnnexp.report.protocol import departures
 from rcnnexp.report.runs import Run, find_runs
 from rcnnexp.report.search import Search, find_searches
@@ -151,15 +152,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
 
-def _run_label(run: Run) -> str:
-    """``sweep/job: experiment (seed s)``, short enough for a legend."""
-    seed = run.results.get("seed")
-    name = run.directory.name if run.sweep is None else f"{run.sweep.name}/{run.directory.name}"
-    if run.results.get("experiment"):
-        name += f": {run.results['experiment']}"
-    return f"{name} (seed {seed})" if seed is not None else name
-
-
 def _best_val(run: Run) -> float | None:
     """The best validation top-1 (a two-stage run's, from its tuning stage)."""
     tune = run.results.get("tune") or {}
@@ -210,20 +202,26 @@ def _tables_section(tables: list[PaperTable], rows: list[RowResult],
                   "| Row | Dataset | Metric | Paper | Ours | n | Test images | 95 % interval | "
                   "Ours − paper | Verdict |",
                   "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
-        for r in mine:
-            changed = "†" if any(notes.get(run.directory) for run in r.runs) else ""
+        departs = [_departs(r, notes) for r in mine]
+        for r, marked in zip(mine, departs, strict=True):
+            changed = plots.DAGGER if marked else ""
             size = r.test_images
             lines.append(f"| {r.row.row} | {r.number.dataset} | {r.number.metric} | "
                          f"{r.number.value:.{r.row.decimals}f} | {_ours(r)}{changed} | {r.n} | "
                          f"{'—' if not r.n else 'n/a' if size is None else f'{size:,}'} | "
                          f"{_interval(r)} | {_num(r.difference, sign=True)} | {r.verdict} |")
-        figure = plots.table_figure(mine, table.label,
-                                    dest.folder / f"table-{_slug(table.name)}.png")
+        figure = plots.save(plots.table_figure(mine, table.label, departs),
+                            dest.folder / f"table-{_slug(table.name)}.png")
         lines += ["", f"![{table.label}]({dest.link(figure)})", "",
                   *_table_runs(mine, notes), ""]
     if idle:
         lines += [f"Not run yet: {'; '.join(idle)}.", ""]
     return lines
+
+
+def _departs(r: RowResult, notes: dict[Path, list[str]]) -> bool:
+    """Whether a row gets the †: any of its runs departs from the row's protocol."""
+    return any(notes.get(run.directory) for run in r.runs)
 
 
 def _table_runs(rows: list[RowResult], notes: dict[Path, list[str]]) -> list[str]:
@@ -243,7 +241,7 @@ def _size_section(rows: list[RowResult], dest: Destination) -> list[str]:
     mine = [r for r in rows if r.table.name in SIZE_TABLES]
     if not any(r.runs for r in mine):
         return []
-    figure = plots.size_figure(mine, dest.folder / "recnet-size.png")
+    figure = plots.save(plots.size_figure(mine), dest.folder / "recnet-size.png")
     return ["## RecNets: size against error", "",
             "Tables 3-4 as the paper's size-accuracy comparison: the paper's rows at the "
             "parameter counts it prints, ours at our models' counts.", "",
@@ -285,11 +283,15 @@ def _curves_section(tables: list[PaperTable], rows: list[RowResult], runs: list[
     if rest:
         groups.append(("other runs", rest))
     lines = ["## Training curves", "",
-             "Validation error per epoch (for a two-stage run, its tuning stage's); test "
-             "error, dashed, for runs without a validation split.", ""]
+             "Per epoch: validation error (test error, dashed, for runs without a validation "
+             "split), training loss and learning rate, each in its own panel, from the run's "
+             "metrics.csv (for a two-stage run, its tuning stage's); dotted vertical lines "
+             "mark where a run's learning rate was cut. Each run is labelled by the values "
+             "that tell it apart from the others in its figure (a sweep's swept keys, the "
+             "seed).", ""]
     for title, members in groups:
-        figure = plots.curves_figure(members, [_run_label(r) for r in members], title,
-                                     dest.folder / f"curves-{_slug(title)}.png")
+        figure = plots.save(plots.curves_figure(members, run_labels(members), title),
+                            dest.folder / f"curves-{_slug(title)}.png")
         lines += [f"### {title}", "", f"![curves: {title}]({dest.link(figure)})", ""]
     return lines
 
@@ -305,7 +307,7 @@ def _sweeps_section(sweeps: list[Sweep], dest: Destination) -> list[str]:
                   "", "| Job | " + " | ".join(keys) + (" | " if keys else "")
                   + "Test top-1 | Test error | Best val top-1 | Epochs | Params |",
                   "|---|" + "---|" * len(keys) + "---:|---:|---:|---:|---:|"]
-        for run in sorted(sweep.runs, key=lambda r: _job_number(r.directory)):
+        for run in sweep.runs:
             values = " | ".join(sweep.value(run, k) for k in keys)
             lines.append(f"| {run.directory.name} | {values}{' | ' if keys else ''}"
                          f"{_num(run.metric('test_top1'))} | {_num(run.metric('test_error'))} "
@@ -313,9 +315,9 @@ def _sweeps_section(sweeps: list[Sweep], dest: Destination) -> list[str]:
                          f"{run.results.get('epochs', '—')} | "
                          f"{run.results.get('params', 0):,} |")
         lines += ["", *_sweep_spread(sweep), ""]
-        for key in sweep.numeric_keys():
-            figure = plots.sweep_figure(sweep, key, "test_top1",
-                                        dest.folder / f"sweep-{n}-{_slug(key)}.png")
+        for key in sweep.setting_keys:
+            figure = plots.save(plots.sweep_figure(sweep, key, "test_top1"),
+                                dest.folder / f"sweep-{n}-{_slug(key)}.png")
             lines += [f"![test top-1 against {key}]({dest.link(figure)})", ""]
     return lines
 
@@ -346,27 +348,39 @@ def _searches_section(searches: list[Search], dest: Destination) -> list[str]:
                          f"{_num(run.metric(search.metric))} | {_num(run.metric('train_top1'))}"
                          f" | {run.results.get('epochs', '—')} | "
                          f"{run.results.get('train_images', '—')} | {_num(_wall(run), digits=0)} |")
-        figure = plots.search_figure(search, dest.folder / f"search-{n}.png")
+        figure = plots.save(plots.search_figure(search), dest.folder / f"search-{n}.png")
         lines += ["", f"![{search.metric} by trial]({dest.link(figure)})", ""]
-        for key in sweep.numeric_keys():
-            figure = plots.sweep_figure(sweep, key, search.metric,
-                                        dest.folder / f"search-{n}-{_slug(key)}.png")
+        for key in sweep.setting_keys:
+            figure = plots.save(plots.sweep_figure(sweep, key, search.metric),
+                                dest.folder / f"search-{n}-{_slug(key)}.png")
             lines += [f"![{search.metric} against {key}]({dest.link(figure)})", ""]
     return lines
 
 
 def _sweep_spread(sweep: Sweep) -> list[str]:
-    """Test top-1 over the sweep's jobs: what a seed sweep is run for."""
-    values = [v for run in sweep.runs if (v := run.metric("test_top1")) is not None]
-    if len(values) < 2:
+    """Test top-1 over the seeds of each of the sweep's settings (what a seed sweep is run
+    for): jobs that differ in their seed alone, never pooled across models or rates."""
+    spreads = []
+    for setting, members in sweep.settings().items():
+        values = [v for run in members if (v := run.metric("test_top1")) is not None]
+        if len(values) > 1:
+            spreads.append((setting, values))
+    if len(sweep.settings()) == 1 and spreads:
+        [(_, values)] = spreads
+        return [f"Test top-1 over the {len(values)} jobs: {_spread(values)}."]
+    if not spreads:
         return []
-    return [f"Test top-1 over the {len(values)} jobs: mean {statistics.fmean(values):.2f} "
-            f"± {statistics.stdev(values):.2f} (sample std), min {min(values):.2f}, "
-            f"max {max(values):.2f}."]
+    lines = ["Test top-1 over the seeds of each setting (jobs that differ in their seed "
+             "alone; settings are never pooled):", ""]
+    for setting, values in spreads:
+        named = ", ".join(f"{k}={v}" for k, v in zip(sweep.setting_keys, setting, strict=True))
+        lines.append(f"- `{named}`: {_spread(values)} over {len(values)} jobs.")
+    return lines
 
 
-def _job_number(directory: Path) -> tuple[int, str]:
-    return (int(directory.name), "") if directory.name.isdigit() else (1 << 30, directory.name)
+def _spread(values: list[float]) -> str:
+    return (f"mean {statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} (sample "
+            f"std), min {min(values):.2f}, max {max(values):.2f}")
 
 
 def _runs_section(runs: list[Run]) -> list[str]:
