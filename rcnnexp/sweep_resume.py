@@ -10,9 +10,11 @@ run. Each job is matched to the folder Hydra gives it (``hydra.sweep.dir`` joine
 
 Two sweeps are never mixed in one folder: a job folder whose run had other overrides
 (``<folder>/.hydra/overrides.yaml``, ``trainer.resume`` aside) belongs to another sweep, and
-the rerun is refused in one line (exit 2) before anything is written. So is a sweep run
-again into its folder without ``trainer.resume=auto`` where any of its jobs finished or
-started: as for a single run, nothing trains over a run it was not asked to continue.
+so does a folder holding a run that is none of the sweep's jobs' (:func:`strays`); the rerun
+is refused in one line (exit 2) before anything is written. So is a sweep run again into its
+folder without ``trainer.resume=auto`` where any of its jobs finished or started (as for a
+single run, nothing trains over a run it was not asked to continue), and one whose job still
+trains in another process (each sweep job holds its folder's lock while it trains).
 
 The CLI asks this before Hydra starts (:func:`refusal`), so that a refused sweep writes
 nothing; rcnnexp's sweeper (``hydra_plugins/rcnnexp_sweeper``) asks again with the configs
