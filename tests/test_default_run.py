@@ -16,7 +16,13 @@ from pathlib import Path
 import pytest
 from conftest import USERS_THREADS, run_cli
 
-LARGEST_DROP = 10.0  # points of validation top-1 below its best so far: more is a collapse
+# points of validation top-1 below its best so far: more is a fall back towards chance (10 %).
+# On one thread (what the default run chooses) the ten seeds of results/digits-default dipped
+# for an epoch by up to 19.6 points (seed 5, epoch 3: 48 % to 28 %; seed 0, epoch 9: 96 % to
+# 85 %) and recovered; a lower rate (0.005) or two warm-up epochs, ten seeds each on this
+# project's CPU (2026-12-07), dipped by 8.9 and 10.6 at most but reached a lower mean
+# validation top-1 (98.60 % and 98.88 % against 98.94 %), so the recipe keeps its rate
+LARGEST_DROP = 25.0
 
 
 def default_run(run: Path, *args: str) -> tuple[dict, list[float]]:
