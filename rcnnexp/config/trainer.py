@@ -72,8 +72,9 @@ class TrainerConfig:
     workers: int = 4  # DataLoader worker processes, for datasets that read files
     # CPU threads of this process's kernels. null: chosen at the start
     # (rcnnexp/engine/threads.py): OMP_NUM_THREADS where set, else one thread for a step too
-    # small to split (two threads on a core another process holds wait on each other: the
-    # default run went from 27 s to over 300 s), else the cores this process may use
+    # small to split (two threads on a core another process holds wait on each other: next
+    # to two busy processes the default run took 164 s on two, 50 s on one), else the cores
+    # this process may use
     threads: int | None = None
     progress: bool = True  # tqdm bars on a terminal; plain lines otherwise
     # RCNN's protocol: train with the validation split (stage 1), then retrain from scratch

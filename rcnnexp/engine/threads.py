@@ -4,10 +4,9 @@ shared machine slows down in proportion to the load instead of collapsing.
 torch's default is one thread per core, and each parallel kernel ends with its threads
 waiting on each other. When another CPU-bound process holds one of the cores, every kernel
 waits for the thread that is not running: on this project's 2-core machine the default
-digits run took 752 s instead of 34 s next to other work with two threads, and 65 s with
-one (docs/performance.md, "Threads"). Splitting a step only pays where the step is big
-enough: the digits default, a fifth of a GFLOP a step, ran faster on one thread than on two
-even on an idle machine. So ``trainer.threads=null`` picks
+digits run took 164 s on two threads next to two busy processes, 50 s on one, and 32-38 s
+either way on an idle machine (docs/performance.md, "Threads"). Splitting a step only pays
+where the step is big enough. So ``trainer.threads=null`` picks
 
 - ``OMP_NUM_THREADS`` where it is set (the user's, or torchrun's for several processes),
 - one thread where a step is under :data:`SPLIT_MIN_FLOPS` on the CPU,
@@ -29,9 +28,10 @@ from pathlib import Path
 import torch
 
 # the FLOPs of one process's step (a training step: forward and backward, 3x the forward)
-# below which a CPU run keeps one thread. On this project's 2-core Xeon (docs/performance.md,
-# "Threads"; scripts/bench_threads.py) one thread was faster than two up to 0.65 GFLOP a step
-# (the digits default, 0.32 GFLOP: 3.5x), and two 1.2-1.6x faster from 1 GFLOP up
+# below which a CPU run keeps one thread. On this project's idle 2-core Xeon
+# (docs/performance.md, "Threads"; scripts/bench_threads.py) a second thread made steps of
+# 0.32 and 0.65 GFLOP 1.06x and 1.09x faster, steps from 1.3 GFLOP up 1.37-1.59x; next to two
+# busy processes the default run (0.32 GFLOP) took 3.3x as long on two threads as on one
 SPLIT_MIN_FLOPS = 1.0e9
 # a training step's FLOPs over its forward pass's: the backward pass costs about twice it
 TRAIN_STEP_FACTOR = 3
