@@ -43,7 +43,7 @@ from rcnnexp.engine.checkpoint import load_model_state
 from rcnnexp.engine.logger import RunLogger
 from rcnnexp.engine.resume import Interrupted, check_same_run
 from rcnnexp.engine.schedules import Schedule
-from rcnnexp.engine.trainer import Trainer
+from rcnnexp.engine.trainer import EPOCH_AXIS, Trainer
 from rcnnexp.errors import CheckpointError, ConfigError
 
 
@@ -178,16 +178,19 @@ def reads_by_step(monkeypatch: pytest.MonkeyPatch) -> dict[int, list[str]]:
 
 @pytest.fixture
 def tensorboard_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The steps at which the trainer writes step-level TensorBoard scalars."""
+    """The steps at which the trainer writes step-level TensorBoard scalars (not the
+    epoch axis's, whose step is the epoch's number)."""
     steps: list[int] = []
     real_scalar, real_scalars = RunLogger.scalar, RunLogger.scalars
 
     def scalar(self: RunLogger, tag: str, value: float, step: int) -> None:
-        steps.append(step)
+        if not tag.startswith(EPOCH_AXIS):
+            steps.append(step)
         real_scalar(self, tag, value, step)
 
     def many(self: RunLogger, values: dict[str, float], step: int, prefix: str = "") -> None:
-        steps.append(step)
+        if not prefix.startswith(EPOCH_AXIS):
+            steps.append(step)
         real_scalars(self, values, step, prefix)
 
     monkeypatch.setattr(RunLogger, "scalar", scalar)

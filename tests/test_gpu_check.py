@@ -145,6 +145,7 @@ def test_table4_stops_its_three_seeds_at_the_cap_each_saved_in_one_file(
         "summary.txt", *(f"table4-seed-{seed}.tar.gz" for seed in SEEDS), "table4.log"]
 
 
+@pytest.mark.slow
 def test_table4_resumed_from_its_files_continues_each_seed_where_it_stopped(
         stopped_table4: tuple[Path, Path, subprocess.CompletedProcess[str]],
         tmp_path: Path) -> None:

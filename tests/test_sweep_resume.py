@@ -138,6 +138,7 @@ def test_a_sweep_beside_another_sweeps_jobs_is_refused_and_writes_nothing(
     assert files_of(finished_sweep) == before
 
 
+@pytest.mark.slow
 def test_a_sweep_extended_by_a_seed_runs_only_its_new_job_through_submitit(
         finished_sweep: Path, tmp_path: Path) -> None:
     """The jobs it had keep their numbers and folders, so they are skipped as finished; the
