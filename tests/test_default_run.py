@@ -48,6 +48,7 @@ ONE_RUN_AT_LEAST = 96.0
 TEN_SEEDS_MEAN_AT_LEAST = 98.0
 
 
+@pytest.mark.slow
 def test_the_default_run_trains_without_a_collapse(tmp_path: Path) -> None:
     results, val = default_run(tmp_path / "run")
     assert (results["model"], results["dataset"], results["epochs"]) == ("rcnn", "digits", 30)

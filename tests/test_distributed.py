@@ -75,6 +75,7 @@ def test_two_processes_of_32_images_train_as_one_process_of_64(one_and_two) -> N
         torch.testing.assert_close(w_two[key], w_one[key], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluation_on_two_ranks_scores_every_image_as_one_rank_does(tmp_path: Path) -> None:
     """A RecNet: its BatchNorms' running statistics differ between the ranks of a CPU run,
     and each rank evaluates with rank 0's, those of the checkpoint."""

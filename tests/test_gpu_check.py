@@ -124,6 +124,7 @@ def stopped_table4(tmp_path_factory: pytest.TempPathFactory
     return root / "mnist", out, proc
 
 
+@pytest.mark.slow
 def test_table4_stops_its_three_seeds_at_the_cap_each_saved_in_one_file(
         stopped_table4: tuple[Path, Path, subprocess.CompletedProcess[str]]) -> None:
     _, out, proc = stopped_table4
