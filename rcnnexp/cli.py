@@ -26,6 +26,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from rcnnexp import __version__
 from rcnnexp.errors import Terminated, UserError, unwritable_reason
+from rcnnexp.sweep import override_key
 
 if TYPE_CHECKING:
     from rcnnexp.sweep_resume import Job
@@ -275,7 +276,7 @@ def name_job_folders(args: Sequence[str], jobs: list[list[str]]) -> list[str]:
     (:func:`rcnnexp.sweep.folder_naming_override`), unless the command line names them."""
     from rcnnexp.sweep import OVERRIDE_DIRNAME_EXCLUDE, folder_naming_override
 
-    if any(_override_key(a) == OVERRIDE_DIRNAME_EXCLUDE for a in command_overrides(args)):
+    if any(override_key(a) == OVERRIDE_DIRNAME_EXCLUDE for a in command_overrides(args)):
         return []
     return [folder_naming_override(jobs)]
 
@@ -432,10 +433,6 @@ def _split_args(args: list[str], keys: Sequence[str]) -> tuple[dict[str, str], l
     return own, rest
 
 
-def _override_key(override: str) -> str:
-    return override.partition("=")[0].lstrip("+~")
-
-
 def check_experiment_names(overrides: Sequence[str]) -> None:
     """Refuse an unknown ``experiment=NAME`` naming every preset.
 
@@ -484,7 +481,7 @@ def check_output_dirs(overrides: Sequence[str]) -> None:
 
 def check_table_is_swept(overrides: Sequence[str], multirun: bool) -> None:
     """``table=NAME`` only sets a sweep's jobs: without ``-m`` it would train the default."""
-    table = next((o for o in overrides if _override_key(o) == "table"
+    table = next((o for o in overrides if override_key(o) == "table"
                   and o.partition("=")[2] not in ("", "null")), None)
     if table is not None and not multirun:
         _fail(f"{table} runs every row of a table as a sweep: add -m (rcnnexp train -m "
@@ -494,7 +491,7 @@ def check_table_is_swept(overrides: Sequence[str], multirun: bool) -> None:
 def check_cluster_is_swept(overrides: Sequence[str], multirun: bool) -> None:
     """``cluster=NAME`` chooses where a sweep's jobs run (Hydra's launcher, which only
     launches sweeps): without ``-m`` the run would train here."""
-    cluster = next((o for o in overrides if _override_key(o) == "cluster"
+    cluster = next((o for o in overrides if override_key(o) == "cluster"
                     and o.partition("=")[2] not in ("", "null")), None)
     if cluster is not None and not multirun:
         _fail(f"{cluster} submits a sweep's jobs to the cluster: add -m (rcnnexp train -m "
@@ -660,9 +657,9 @@ def eval_command(args: list[str]) -> None:
     try:
         stored = load_checkpoint(checkpoint).get("overrides", [])
         # the checkpoint's own overrides rebuild its model and data; the user's win
-        user_keys = {_override_key(o) for o in overrides}
-        kept = [o for o in stored if _override_key(o) not in user_keys
-                and not _override_key(o).startswith(("hydra.", "trainer.resume"))]
+        user_keys = {override_key(o) for o in overrides}
+        kept = [o for o in stored if override_key(o) not in user_keys
+                and not override_key(o).startswith(("hydra.", "trainer.resume"))]
         cfg = compose([*kept, *overrides])
         with open_dict(cfg):
             cfg.trainer.resume = None

@@ -33,6 +33,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rcnnexp.engine.hparams import short_names
 from rcnnexp.errors import UserError, unwritable_reason
 
 log = logging.getLogger("rcnnexp")
@@ -105,14 +106,16 @@ def short_number(item: str) -> str:
 OmegaConf.register_new_resolver(JOB_FOLDER_RESOLVER, job_folder, replace=True)
 
 
+def override_key(override: str) -> str:
+    """The key an override sets, without Hydra's ``+``/``~``/``++`` (``+model.x=1`` ->
+    ``model.x``), as Hydra's ``override_dirname`` matches its excluded keys."""
+    return override.partition("=")[0].lstrip("+~")
+
+
 def override_values(overrides: Sequence[str]) -> dict[str, str]:
-    """A job's overrides as key -> value text (``+``/``~`` dropped from the key, as Hydra's
-    ``override_dirname`` matches its excluded keys; a later override of a key wins)."""
-    values = {}
-    for override in overrides:
-        key, _, value = override.partition("=")
-        values[key.lstrip("+~")] = value
-    return values
+    """A job's overrides as key (:func:`override_key`) -> value text; a later override of a
+    key wins."""
+    return {override_key(o): o.partition("=")[2] for o in overrides}
 
 
 def swept_keys(jobs: Sequence[Mapping[str, str]]) -> list[str]:
@@ -310,18 +313,3 @@ def jobs_table(records: Sequence[Mapping[str, Any]], sweep_dir: Path) -> str:
     return "\n".join("  " + "  ".join(cell.rjust(w) if r else cell.ljust(w)
                                       for cell, w, r in zip(row, widths, right, strict=True)
                                       ).rstrip() for row in rows)
-
-
-def short_names(keys: Sequence[str]) -> dict[str, str]:
-    """Each key by its shortest dotted ending that no other key shares: ``model.K`` -> ``K``,
-    ``trainer.seed`` -> ``seed``; ``optim.lr`` stays whole beside ``schedule.lr``."""
-    names = {}
-    for key in keys:
-        parts = key.split(".")
-        for n in range(1, len(parts) + 1):
-            name = ".".join(parts[-n:])
-            if not any(other != key and (other == name or other.endswith("." + name))
-                       for other in keys):
-                break
-        names[key] = name
-    return names

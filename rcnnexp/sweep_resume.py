@@ -40,7 +40,7 @@ from rcnnexp.engine.resume import RunStatus, run_status
 from rcnnexp.engine.rundir import lock_holder
 
 # (importing rcnnexp.sweep also registers the resolver that names the jobs' folders)
-from rcnnexp.sweep import OVERRIDE_DIRNAME_EXCLUDE, SKIPPED, job_record
+from rcnnexp.sweep import OVERRIDE_DIRNAME_EXCLUDE, SKIPPED, job_record, override_key
 
 RESUME_KEY = "trainer.resume"
 # the sweeper that continues a sweep (hydra_plugins/rcnnexp_sweeper): a sweep of Hydra's
@@ -96,7 +96,7 @@ class Job:
 def same_job(overrides: Sequence[str]) -> list[str]:
     """Overrides as they identify a job: in any order, and without ``trainer.resume``
     (which continuing a job adds)."""
-    return sorted(o for o in overrides if o.partition("=")[0].lstrip("+~") != RESUME_KEY)
+    return sorted(o for o in overrides if override_key(o) != RESUME_KEY)
 
 
 def job_directory(config: DictConfig, num: int) -> Path:
@@ -268,18 +268,13 @@ def continue_command(sweep_config: DictConfig) -> list[str] | None:
         recorded = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.overrides
     except Exception:  # not written yet, or damaged: no command to give
         return None
-    task = [str(o) for o in recorded.task
-            if str(o).partition("=")[0].lstrip("+~") != RESUME_KEY]
+    task = [str(o) for o in recorded.task if override_key(str(o)) != RESUME_KEY]
     # without what the CLI adds (the folders' naming, made again from the jobs: continuing
     # adds trainer.resume to all of them, which their folders' names leave out) and Hydra
     own = [str(o) for o in recorded.hydra if str(o).partition("=")[0]
            not in ("hydra.sweep.dir", "hydra.mode", OVERRIDE_DIRNAME_EXCLUDE)]
     return ["rcnnexp", "train", "-m", *task, *own, f"{RESUME_KEY}=auto",
             f"hydra.sweep.dir={sweep_dir}"]
-
-
-def quoted(command: Sequence[str]) -> str:
-    return " ".join(shlex.quote(a) for a in command)
 
 
 def stop_interrupted(err: BaseException, sweep_config: DictConfig) -> NoReturn:
@@ -290,12 +285,12 @@ def stop_interrupted(err: BaseException, sweep_config: DictConfig) -> NoReturn:
     signum = signal.SIGINT if isinstance(err, KeyboardInterrupt) else signal.SIGTERM
     name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else "SIGTERM"
     command = continue_command(sweep_config)
-    then = f"; continue with: {quoted(command)}" if command is not None else ""
+    then = f"; continue with: {shlex.join(command)}" if command is not None else ""
     print(f"error: interrupted by {name}: the sweep stopped before it finished{then}",
           file=sys.stderr)
     sys.exit(128 + signum)
 
 
 __all__ = ["RESUMING_SWEEPER", "Action", "Job", "continue_command", "job_directory", "launches",
-           "plan_lines", "quoted", "read_job", "refusal", "skipped_record", "status_note",
+           "plan_lines", "read_job", "refusal", "skipped_record", "status_note",
            "stop_interrupted"]

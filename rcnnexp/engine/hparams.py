@@ -87,6 +87,21 @@ def shown_value(value: HParam) -> bool | float | str:
     return value
 
 
+def short_names(keys: Sequence[str]) -> dict[str, str]:
+    """Each key by its shortest dotted ending that no other key shares: ``model.K`` -> ``K``,
+    ``trainer.seed`` -> ``seed``; ``optim.lr`` stays whole beside ``schedule.lr``."""
+    names = {}
+    for key in keys:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            name = ".".join(parts[-n:])
+            if not any(other != key and (other == name or other.endswith("." + name))
+                       for other in keys):
+                break
+        names[key] = name
+    return names
+
+
 def session_start(hparams: Mapping[str, HParam]) -> Any:
     """The Summary that records a run's values (TensorBoard: one row of HPARAMS)."""
     from tensorboard.plugins.hparams import plugin_data_pb2

@@ -180,7 +180,7 @@ def resume_hint(overrides: list[str], run_dir: Path, resumable: bool,
         args = [o for o in overrides if not o.startswith(("trainer.resume=", "hydra.run.dir="))]
         command = [*launcher, "rcnnexp", "train", *args, "trainer.resume=auto",
                    f"hydra.run.dir={run_dir}"]
-    return "continue with: " + " ".join(shlex.quote(a) for a in command)
+    return "continue with: " + shlex.join(command)
 
 
 class Interrupted(BaseException):

@@ -173,14 +173,12 @@ def train_stage(cfg: DictConfig, typed: Config, ctx: RunContext, stage: Stage,
     if typed.finetune.checkpoint:
         apply_finetune(model, typed.finetune.checkpoint, typed.finetune.trainable)
     flops = count_flops(model, data.spec)
-    threads = choose_threads(
-        tc.threads, TRAIN_STEP_FACTOR * flops * per_rank_batch(tc.batch_size, runtime.world_size),
-        runtime.device.type)
+    batch = per_rank_batch(tc.batch_size, runtime.world_size)
+    threads = choose_threads(tc.threads, TRAIN_STEP_FACTOR * flops * batch, runtime.device.type)
     apply_threads(threads)
     data.setup(runtime.device, tc.workers, merge_validation=stage.merge_validation)
     check_data_for_stage(cfg, data, stage, tc.batch_size, runtime.world_size)
-    iters = train_steps_per_epoch(data, per_rank_batch(tc.batch_size, runtime.world_size),
-                                  runtime.world_size, tc.limit_batches)
+    iters = train_steps_per_epoch(data, batch, runtime.world_size, tc.limit_batches)
     # what a step calls (compiled, then DDP around it); the plain model is what is saved
     train_model = wrap(accelerate(model, tc, runtime.device), runtime.device)
     optimizer = build_optimizer(cfg.optim, model)

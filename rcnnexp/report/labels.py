@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rcnnexp.engine.hparams import BOOKKEEPING
+from rcnnexp.engine.hparams import BOOKKEEPING, short_names
 from rcnnexp.report.runs import Run
 
 MAX_KEYS = 4  # more keys than this differ: the runs are told apart by their folders instead
@@ -33,13 +33,13 @@ def differing_keys(runs: Sequence[Run]) -> list[str]:
 
 def run_labels(runs: Sequence[Run]) -> list[str]:
     """One legend label per run, unique among them: the values of :func:`differing_keys`
-    (each key by its last part, ``model.K`` as ``K``, unless two would read the same);
+    (each key by its shortest ending no other key shares, ``model.K`` as ``K``);
     where no key differs or too many do, what the run is (its preset and seed, or folder)."""
     keys = differing_keys(runs)
     if not keys or len(keys) > MAX_KEYS:
         labels = [_identity(r) for r in runs]
     else:
-        names = _short_names(keys)
+        names = short_names(keys)
         labels = [", ".join(f"{names[k]}={value(r, k)}" for k in keys) for r in runs]
     return [f"{label} ({_folder(run)})" if labels.count(label) > 1 else label
             for label, run in zip(labels, runs, strict=True)]
@@ -85,12 +85,6 @@ def _tells_apart(key: str) -> bool:
     ``table=rcnn/t4`` beside the same preset run alone)."""
     return not key.startswith("hydra.") and not any(
         key == k or key.startswith(f"{k}.") for k in (*BOOKKEEPING, *LAUNCH))
-
-
-def _short_names(keys: list[str]) -> dict[str, str]:
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: short if last.count(short) == 1 else k for k, short in zip(keys, last,
-                                                                         strict=True)}
 
 
 def _identity(run: Run) -> str:
