@@ -33,7 +33,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from rcnnexp.engine.hparams import short_names
+from rcnnexp.engine.hparams import best_val_top1, short_names
 from rcnnexp.errors import UserError, unwritable_reason
 
 log = logging.getLogger("rcnnexp")
@@ -55,6 +55,13 @@ def job_folder(num: int | str, values: str) -> str:
     for a path (:func:`folder_safe`): ``0_model.K=32``; just ``0`` for a job without any."""
     safe = folder_safe(values)
     return f"{num}_{safe}" if safe else str(num)
+
+
+def job_number(directory: Path) -> int | None:
+    """The number Hydra gave a sweep's job, read back from the folder :func:`job_folder`
+    named: ``3``, or ``3_model.K=32``; None for any other folder."""
+    number, sep, values = directory.name.partition("_")
+    return int(number) if number.isdigit() and bool(values) == bool(sep) else None
 
 
 def folder_safe(values: str) -> str:
@@ -254,10 +261,7 @@ def job_results(run_dir: Path) -> dict[str, Any]:
         results = json.loads((run_dir / "results.json").read_text())
     except (OSError, ValueError):
         return {"test_top1": None, "best_val_top1": None, "epochs": None}
-    best_val = results.get("best_val_top1")
-    if best_val is None:
-        best_val = (results.get("tune") or {}).get("best_val_top1")
-    return {"test_top1": results.get("test_top1"), "best_val_top1": best_val,
+    return {"test_top1": results.get("test_top1"), "best_val_top1": best_val_top1(results),
             "epochs": results.get("epochs")}
 
 

@@ -24,7 +24,8 @@ from rcnnexp.report import plots, write_report
 from rcnnexp.report.aggregate import RowResult, find_sweeps, match_rows
 from rcnnexp.report.catalogue import load_tables
 from rcnnexp.report.history import lr_cuts
-from rcnnexp.report.runs import Run, find_runs, job_number, load_run, read_history
+from rcnnexp.report.runs import Run, find_runs, load_run, read_history
+from rcnnexp.sweep import job_number
 
 CONF = REPO / "conf"
 PLATEAU_RUN = REPO / "results" / "rcnn-t4-rcnn32-searched-seed0"  # lr ÷10 at epochs 9, 14, 17

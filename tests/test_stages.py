@@ -18,6 +18,7 @@ from conftest import (
     assert_clean_error,
     assert_same_run,
     compose_config,
+    in_process,
     read_csv,
     run_cli,
     scalars,
@@ -27,6 +28,7 @@ from conftest import (
 )
 
 from rcnnexp.config import validate
+from rcnnexp.sweep import job_results
 
 # RCNN-8 on the digits, the plateau schedule cutting after any epoch without a better val (at
 # a rate high enough for some of those)
@@ -65,6 +67,16 @@ def test_retraining_reports_stage_2_and_keeps_stage_1(two_stages: Path) -> None:
     assert results["test_top1"] == pytest.approx(float(last["test_top1"]))
     assert "val_top1" not in last and results["best_val_top1"] is None
     assert tune["best_val_top1"] is not None
+
+
+def test_a_two_stage_run_is_listed_with_its_tuning_stage_validation(
+        two_stages: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tune_val = json.loads((two_stages / "results.json").read_text())["tune"]["best_val_top1"]
+    assert job_results(two_stages)["best_val_top1"] == tune_val  # a sweep's table of jobs
+    report = tmp_path / "report"
+    assert in_process(capsys, "report", str(two_stages), f"out={report}").returncode == 0
+    [row] = read_csv(report / "runs.csv")  # the report's table of runs
+    assert float(row["best_val_top1"]) == pytest.approx(tune_val)
 
 
 def test_stage_2_replays_the_learning_rate_cuts_of_stage_1(two_stages: Path) -> None:

@@ -44,6 +44,13 @@ BOOKKEEPING = ("trainer.resume", "trainer.progress", "trainer.workers", "trainer
 HParam = bool | int | float | str
 
 
+def best_val_top1(results: Mapping[str, Any]) -> float | None:
+    """A results.json's best validation top-1: a two-stage run's stage 2 trains on train+val
+    and validates on nothing, so its number is the tuning stage's (``tune``)."""
+    value = results.get("best_val_top1")
+    return value if value is not None else (results.get("tune") or {}).get("best_val_top1")
+
+
 def hparams_of(plain: Mapping[str, Any], choices: Mapping[str, str | None]) -> dict[str, HParam]:
     """A run's HPARAMS row: the chosen option of every config group (``model: rcnn``), then
     every config value but bookkeeping and ``_target_``s (``model.K: 96``).

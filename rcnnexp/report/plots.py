@@ -26,8 +26,9 @@ from rcnnexp.report import axes
 from rcnnexp.report.aggregate import RowResult, Sweep
 from rcnnexp.report.history import Curves, curves
 from rcnnexp.report.interval import lower_is_better
-from rcnnexp.report.runs import Run, job_number
+from rcnnexp.report.runs import Run
 from rcnnexp.report.search import Search
+from rcnnexp.sweep import job_number
 
 METRIC_LABELS = {"test_error": "test error (%)", "test_top5_error": "top-5 test error (%)",
                  "test_top1": "test accuracy (%)", "test_top5": "top-5 test accuracy (%)",

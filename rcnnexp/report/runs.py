@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from rcnnexp.engine.hparams import BOOKKEEPING
 from rcnnexp.errors import UserError
 from rcnnexp.report.interval import OFFICIAL_TEST_IMAGES
+from rcnnexp.sweep import job_number
 
 # command-line keys that do not change a run's protocol or result: the run's bookkeeping
 # (where and how it runs and is stored, resuming included; the kernels it runs in and the
@@ -116,13 +117,6 @@ class Run:
         return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def job_number(directory: Path) -> int | None:
-    """The number Hydra gave a sweep's job, from its folder's name: ``3``, or ``3_model.K=32``
-    where the folder also names the job's swept values; None for any other folder."""
-    number, sep, values = directory.name.partition("_")
-    return int(number) if number.isdigit() and bool(values) == bool(sep) else None
-
-
 def job_order(directory: Path) -> tuple[int, str]:
     """A sweep's jobs in the order Hydra numbered them (3 before 10), other folders last by
     name."""
@@ -211,5 +205,5 @@ def find_runs(paths: list[Path], warn: Callable[[str], None] | None = None) -> l
     return [run for run in seen.values() if run is not None]
 
 
-__all__ = ["OPTUNA_RESULTS", "NotARun", "Run", "find_runs", "job_number", "job_order",
+__all__ = ["OPTUNA_RESULTS", "NotARun", "Run", "find_runs", "job_order",
            "load_run", "read_history"]

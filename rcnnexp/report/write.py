@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rcnnexp.engine.hparams import best_val_top1
 from rcnnexp.errors import UserError, unwritable_reason
 from rcnnexp.report import plots
 from rcnnexp.report.aggregate import (
@@ -150,12 +151,6 @@ def _path(p: Path) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-
-
-def _best_val(run: Run) -> float | None:
-    """The best validation top-1 (a two-stage run's, from its tuning stage)."""
-    tune = run.results.get("tune") or {}
-    return run.metric("best_val_top1") or tune.get("best_val_top1")
 
 
 def _wall(run: Run) -> float | None:
@@ -311,7 +306,7 @@ def _sweeps_section(sweeps: list[Sweep], dest: Destination) -> list[str]:
             values = " | ".join(sweep.value(run, k) for k in keys)
             lines.append(f"| {run.directory.name} | {values}{' | ' if keys else ''}"
                          f"{_num(run.metric('test_top1'))} | {_num(run.metric('test_error'))} "
-                         f"| {_num(_best_val(run))} | "
+                         f"| {_num(best_val_top1(run.results))} | "
                          f"{run.results.get('epochs', '—')} | "
                          f"{run.results.get('params', 0):,} |")
         lines += ["", *_sweep_spread(sweep), ""]
@@ -397,7 +392,7 @@ def _runs_section(runs: list[Run]) -> list[str]:
                      f"{r.get('arch', '—')} | {r.get('dataset', '—')} | {r.get('seed', '—')} | "
                      f"{r.get('epochs', '—')} | {r.get('params', 0):,} | "
                      f"{_num(run.metric('test_top1'))} | {_num(run.metric('test_error'))} | "
-                     f"{_num(_best_val(run))} | {_num(_wall(run), digits=0)} | "
+                     f"{_num(best_val_top1(run.results))} | {_num(_wall(run), digits=0)} | "
                      f"{f'`{overrides}`' if overrides else '—'} |")
     return [*lines, ""]
 
@@ -451,7 +446,7 @@ def _write_runs_csv(runs: list[Run], path: Path) -> None:
                           "test_images": run.test_images, "precision": r.get("precision"),
                           "test_top1": _csv(run.metric("test_top1")),
                           "test_error": _csv(run.metric("test_error")),
-                          "best_val_top1": _csv(_best_val(run)),
+                          "best_val_top1": _csv(best_val_top1(run.results)),
                           "wall_s": _csv(_wall(run)),
                           "overrides": " ".join(r.get("overrides", []))})
 
