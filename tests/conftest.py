@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import functools
+import importlib.util
 import json
 import os
 import signal
@@ -39,6 +40,12 @@ RCNNEXP = (sys.executable, "-m", "rcnnexp")
 # a run the tests mean for the CPU (bit-exact resume, gloo, device names) says so: on a GPU
 # machine trainer.device=auto would pick CUDA
 CPU = "trainer.device=cpu"
+# a search (conf/search) runs on a plugin package, Hydra's Optuna sweeper: on a Python that
+# brings its own torch and not every dependency (a GPU image), the tests that run a search skip,
+# and rcnnexp itself names the package to install (tests/test_refusals.py)
+NEEDS_OPTUNA = pytest.mark.skipif(
+    importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is None,
+    reason="Hydra's Optuna sweeper is not installed (pip install hydra-optuna-sweeper)")
 
 register_configs()
 

@@ -72,6 +72,35 @@ def test_a_compiled_deterministic_run_is_refused_on_a_torch_before_2_14(
     assert not run_dir.exists()
 
 
+@pytest.mark.parametrize(("overrides", "option", "package"), [
+    (["search=rcnn_mnist"], "hydra/sweeper=optuna", "hydra-optuna-sweeper"),
+    (["cluster=slurm"], "hydra/launcher=submitit_slurm", "hydra-submitit-launcher"),
+])
+def test_a_sweep_on_a_plugin_that_is_not_installed_names_the_package(
+        overrides: list[str], option: str, package: str, run_dir: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    group, _, name = option.partition("=")
+    hide_plugin_option(monkeypatch, group, name)  # as on a Python without the package
+    proc = in_process(capsys, "train", "-m", *overrides, "model.K=8",
+                      f"hydra.sweep.dir={run_dir}")
+    assert_one_line_error(proc, option, f"pip install {package}")
+    assert not run_dir.exists()
+
+
+def hide_plugin_option(monkeypatch: pytest.MonkeyPatch, group: str, name: str) -> None:
+    """Take the option a Hydra plugin registered out of Hydra's ConfigStore for this test
+    (the plugins are imported first, so that Hydra's scan does not register it again); where
+    the package is not installed, there is nothing to take."""
+    from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance()
+    options = ConfigStore.instance().repo
+    for part in group.split("/"):
+        options = options[part]
+    monkeypatch.delitem(options, f"{name}.yaml", raising=False)  # where it is installed
+
+
 def trainer(*overrides: str) -> TrainerConfig:
     return validate(compose_config(list(overrides))).trainer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import QUICK, REPO, compose_config, job_dir, run_cli
+from conftest import NEEDS_OPTUNA, QUICK, REPO, compose_config, job_dir, run_cli
 from omegaconf import OmegaConf
 
 from rcnnexp.data.tensor import training_share
@@ -30,6 +30,7 @@ def trials(sweep: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))]
 
 
+@NEEDS_OPTUNA
 def test_a_search_records_its_best_trial_by_validation_top1(search: Path) -> None:
     results = OmegaConf.load(search / "optimization_results.yaml")
     scores = [t["best_val_top1"] for t in trials(search)]
@@ -38,6 +39,7 @@ def test_a_search_records_its_best_trial_by_validation_top1(search: Path) -> Non
     assert set(results.best_params) >= {"optim.lr", "dataset.scale", "model.dropout"}
 
 
+@NEEDS_OPTUNA
 def test_a_trial_never_evaluates_the_test_split(search: Path) -> None:
     for trial in trials(search):
         assert trial["test_top1"] is None and trial["best_val_top1"] is not None
@@ -45,6 +47,7 @@ def test_a_trial_never_evaluates_the_test_split(search: Path) -> None:
     assert "val_top1" in header and "test" not in header
 
 
+@NEEDS_OPTUNA
 def test_a_trial_trains_on_the_share_of_the_training_split_it_is_given(search: Path) -> None:
     whole = compose_config(["dataset=digits"])  # 1,259 training images
     assert whole.dataset.train_fraction == 1.0
@@ -52,6 +55,7 @@ def test_a_trial_trains_on_the_share_of_the_training_split_it_is_given(search: P
         assert abs(trial["train_images"] - 1259 / 2) <= 5
 
 
+@NEEDS_OPTUNA
 def test_the_report_ranks_a_searchs_trials_and_names_the_best(search: Path,
                                                              tmp_path: Path) -> None:
     proc = run_cli("report", str(search), f"out={tmp_path / 'report'}")
@@ -72,6 +76,7 @@ def test_a_training_share_is_class_stratified_and_the_same_every_time() -> None:
     assert torch.bincount(labels[share]).tolist() == [25] * 10
 
 
+@NEEDS_OPTUNA
 def test_a_searchs_dry_run_checks_both_ends_of_its_space() -> None:
     proc = run_cli("train", "-m", "experiment=rcnn/t4_rcnn32", "search=rcnn_mnist", "--dry-run")
     assert proc.returncode == 0, proc.stderr
@@ -90,6 +95,7 @@ def test_every_search_preset_is_tested() -> None:
     assert presets == set(SEARCHES)
 
 
+@NEEDS_OPTUNA
 @pytest.mark.parametrize(("search", "experiment"), sorted(SEARCHES.items()))
 def test_every_search_runs_valid_trials_on_its_recipes_row(search: str, experiment: str) -> None:
     proc = run_cli("train", "-m", f"experiment={experiment}", f"search={search}", "--dry-run")

@@ -83,8 +83,24 @@ def another_family(err: Exception, overrides: Sequence[str]) -> str | None:
             "(docs/experiments.md)")
 
 
+# the options of Hydra's groups that come with a plugin package (it registers them when it is
+# installed): where one is missing (an image that brings its own torch and not every
+# dependency), the line names the package, not just the options that are there
+PLUGIN_OPTIONS = {
+    "hydra/sweeper/optuna": "hydra-optuna-sweeper",  # search=...
+    "hydra/sweeper/sampler": "hydra-optuna-sweeper",
+    "hydra/launcher/submitit_local": "hydra-submitit-launcher",  # search=..., a local sweep
+    "hydra/launcher/submitit_slurm": "hydra-submitit-launcher",  # cluster=slurm
+}
+
+
 def _missing_option(path: str, options: list[str] | None) -> str:
     group, _, option = path.rpartition("/")
+    package = next((package for prefix, package in PLUGIN_OPTIONS.items()
+                    if path == prefix or path.startswith(prefix + "/")), None)
+    if package is not None:
+        return (f"{group}={option} comes with the package {package}, which this Python does "
+                f"not have: pip install {package} (one of pyproject.toml's dependencies)")
     listing = f"; the options are {', '.join(options)}" if options else ""
     return (f"{group}={option}: {group} has no option {option!r}"
             f"{did_you_mean(option, options or [])}{listing} (conf/{group}/)")
