@@ -58,6 +58,9 @@ class RandomCIFAR(TensorDataModule):
                          view_stride=schema.view_stride, scale=schema.scale,
                          train_crops=schema.train_crops)
 
+    def missing(self) -> None:
+        return None  # made in memory: nothing is read from disk
+
     def load_splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         x = torch.from_numpy(self._images).permute(0, 3, 1, 2).contiguous()
         return {"train": (x, torch.from_numpy(self._labels))}
