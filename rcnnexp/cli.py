@@ -186,20 +186,22 @@ def train_command(args: list[str]) -> None:
         jobs = check_composes(args, multirun)
         if multirun:
             check_slurm_is_here(args)
-            args = [*args, *name_job_folders(args, jobs)]
-            check_sweep_folder(args)
+            naming = name_job_folders(args, jobs)
+            args = [*args, *naming]
+            check_sweep_folder([[*job, *naming] for job in jobs])
     sys.argv = ["rcnnexp train", *args]
     app = hydra.main(version_base=None, config_path=str(CONF_DIR), config_name="config")(
         train_task)
     app()
 
 
-def check_sweep_folder(args: list[str]) -> None:
+def check_sweep_folder(jobs: list[list[str]]) -> None:
     """Refuse, before anything is written, a sweep whose folder holds another sweep, or this
-    one without trainer.resume=auto (:func:`rcnnexp.sweep_resume.refusal`)."""
+    one without trainer.resume=auto (:func:`rcnnexp.sweep_resume.refusal`); ``jobs``: each
+    job's overrides, with the override that names the jobs' folders."""
     from rcnnexp.sweep_resume import refusal
 
-    found = sweep_folder_jobs(sweep_jobs(command_overrides(args), multirun=True))
+    found = sweep_folder_jobs(jobs)
     if found is not None:
         refused = refusal(found[1], found[0])
         if refused is not None:
