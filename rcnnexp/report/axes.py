@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Iterable
 
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
 
 DECADE = 10.0  # a range at least this wide (max / min) goes on a log axis
@@ -46,9 +47,14 @@ def readable_scale(ax: Axes, which: str, values: Iterable[float],
         _log(ax, which, min(positive), max(positive), any(v <= 0 for v in finite), label)
 
 
+def _axis(ax: Axes, which: str) -> Axis:
+    """``ax``'s x or y axis, by ``which``."""
+    return ax.xaxis if which == "x" else ax.yaxis
+
+
 def _linear(ax: Axes, which: str, label: Callable[[float, object], str]) -> None:
     getattr(ax, f"set_{which}scale")("linear")
-    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis = _axis(ax, which)
     axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
     axis.set_major_formatter(FuncFormatter(label))
 
@@ -64,7 +70,7 @@ def _log(ax: Axes, which: str, low: float, high: float, zero: bool,
         ticks = [0.0, *(t for t in ticks if t >= low)]
     else:
         getattr(ax, f"set_{which}scale")("log")
-    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis = _axis(ax, which)
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_major_formatter(FuncFormatter(label))
     axis.set_minor_formatter(NullFormatter())  # minor labels overlap on a log axis
@@ -84,7 +90,7 @@ def integer_axis(ax: Axes, which: str, values: Iterable[float]) -> None:
     """An axis of counts (epochs from 1, trials from 0): integer ticks, from 0 (or just
     before a count of 0) to just past the largest value, so that a run of one or two epochs
     is not drawn on an axis of 0.96, 0.98, ..."""
-    axis = ax.xaxis if which == "x" else ax.yaxis
+    axis = _axis(ax, which)
     values = list(values)
     low, top = min(values, default=1.0), max(values, default=1.0)
     getattr(ax, f"set_{which}lim")(min(0.0, low - 0.5), top + max(0.5, 0.03 * top))
@@ -102,7 +108,7 @@ def value_ticks(ax: Axes, which: str, values: Iterable[float]) -> None:
     elif len(distinct) > MAX_VALUE_TICKS:
         _linear(ax, which, plain)
     else:
-        axis = ax.xaxis if which == "x" else ax.yaxis
+        axis = _axis(ax, which)
         axis.set_major_locator(FixedLocator(distinct))
         axis.set_major_formatter(FuncFormatter(plain))
 

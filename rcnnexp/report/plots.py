@@ -26,9 +26,8 @@ from rcnnexp.report import axes
 from rcnnexp.report.aggregate import RowResult, Sweep
 from rcnnexp.report.history import Curves, curves
 from rcnnexp.report.interval import lower_is_better
-from rcnnexp.report.runs import Run
+from rcnnexp.report.runs import Run, job_order
 from rcnnexp.report.search import Search
-from rcnnexp.sweep import job_number
 
 METRIC_LABELS = {"test_error": "test error (%)", "test_top5_error": "top-5 test error (%)",
                  "test_top1": "test accuracy (%)", "test_top5": "top-5 test accuracy (%)",
@@ -215,11 +214,12 @@ def sweep_figure(sweep: Sweep, key: str, metric: str) -> Figure:
         return float(value) if numeric else float(order.index(value))
 
     others = [k for k in sweep.setting_keys if k != key]
+    settings = list(sweep.settings().values())
     series: dict[tuple[str, ...], list[list[Run]]] = {}
-    for members in sweep.settings().values():
+    for members in settings:
         series.setdefault(tuple(sweep.value(members[0], k) for k in others), []).append(members)
     lines = len(series) <= MAX_SERIES
-    repeats = any(len(members) > 1 for members in sweep.settings().values())
+    repeats = any(len(members) > 1 for members in settings)
     for n, (rest, settings) in enumerate(series.items()):
         color = f"C{n % 10}" if lines else "tab:gray"
         if repeats or not lines:
@@ -266,7 +266,8 @@ def _setting_means(ax: Axes, settings: list[list[Run]], x: Callable[[Run], float
 def search_figure(search: Search) -> Figure:
     """A search's trials in the order they ran, each one's metric and the best so far."""
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    points = sorted((_trial_number(r), r.metric(search.metric)) for r in search.sweep.runs)
+    points = sorted((job_order(r.directory)[0], r.metric(search.metric))
+                    for r in search.sweep.runs)
     points = [(n, y) for n, y in points if y is not None]
     ax.scatter([n for n, _ in points], [y for _, y in points], color="tab:gray", s=14,
                label="trials")
@@ -281,11 +282,6 @@ def search_figure(search: Search) -> Figure:
     ax.legend(fontsize=8)
     ax.set_title(f"{search.sweep.directory.name}: {search.metric} by trial", fontsize=10)
     return _laid_out(fig)
-
-
-def _trial_number(run: Run) -> int:
-    number = job_number(run.directory)
-    return 1 << 30 if number is None else number
 
 
 __all__ = ["DAGGER", "curves_figure", "half_width", "save", "search_figure", "size_figure",

@@ -355,12 +355,13 @@ def _searches_section(searches: list[Search], dest: Destination) -> list[str]:
 def _sweep_spread(sweep: Sweep) -> list[str]:
     """Test top-1 over the seeds of each of the sweep's settings (what a seed sweep is run
     for): jobs that differ in their seed alone, never pooled across models or rates."""
+    settings = sweep.settings()
     spreads = []
-    for setting, members in sweep.settings().items():
+    for setting, members in settings.items():
         values = [v for run in members if (v := run.metric("test_top1")) is not None]
         if len(values) > 1:
             spreads.append((setting, values))
-    if len(sweep.settings()) == 1 and spreads:
+    if len(settings) == 1 and spreads:
         [(_, values)] = spreads
         return [f"Test top-1 over the {len(values)} jobs: {_spread(values)}."]
     if not spreads:
