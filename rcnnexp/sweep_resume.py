@@ -271,7 +271,7 @@ def continue_command(sweep_config: DictConfig) -> list[str] | None:
     task = [str(o) for o in recorded.task if override_key(str(o)) != RESUME_KEY]
     # without what the CLI adds (the folders' naming, made again from the jobs: continuing
     # adds trainer.resume to all of them, which their folders' names leave out) and Hydra
-    own = [str(o) for o in recorded.hydra if str(o).partition("=")[0]
+    own = [str(o) for o in recorded.hydra if override_key(str(o))
            not in ("hydra.sweep.dir", "hydra.mode", OVERRIDE_DIRNAME_EXCLUDE)]
     return ["rcnnexp", "train", "-m", *task, *own, f"{RESUME_KEY}=auto",
             f"hydra.sweep.dir={sweep_dir}"]

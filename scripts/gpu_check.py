@@ -203,6 +203,9 @@ def packed_name(seed: int) -> str:
 
 
 def override_key(override: str) -> str:
+    """The key an override sets, as :func:`rcnnexp.sweep.override_key` reads it: this script
+    runs before hydra is importable (it unpacks the wheels for its stages), and importing
+    rcnnexp.sweep imports hydra."""
     return override.split("=", 1)[0].lstrip("+~")
 
 

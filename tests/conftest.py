@@ -31,6 +31,7 @@ from rcnnexp.data.base import DataSpec
 from rcnnexp.engine.build import build_model
 from rcnnexp.engine.run import RunContext, train
 from rcnnexp.models.base import ImageClassifier
+from rcnnexp.sweep import job_number
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -238,7 +239,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def job_dir(sweep: Path, num: int) -> Path:
     """The folder of job ``num`` of the sweep in ``sweep``: its number, then its swept values
     (``0_model.K=8``), or the number alone."""
-    [folder] = [p for p in sweep.iterdir() if p.is_dir() and p.name.partition("_")[0] == str(num)]
+    [folder] = [p for p in sweep.iterdir() if p.is_dir() and job_number(p) == num]
     return folder
 
 

@@ -72,10 +72,10 @@ def choose_threads(configured: int | None, step_flops: float, device_type: str) 
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return Threads(int(env), "OMP_NUM_THREADS")
-    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    cores = max(1, usable_cores() // processes)
     if device_type == "cpu" and step_flops < SPLIT_MIN_FLOPS:
         return Threads(1, f"a step of {step_flops / 1e9:.2g} GFLOP is too small to split")
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    cores = max(1, usable_cores() // processes)
     share = " each of the processes here" if processes > 1 else " this process"
     return Threads(cores, f"the cores{share} may use")
 
